@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 Family = Literal["face_vit", "timm"]
-WeightsKind = Literal["bundled", "hf", "url", "timm", "none"]
+WeightsKind = Literal["bundled", "hf", "manual", "timm", "none"]
 
 ASSETS_DIR = Path(os.environ.get("ATTN_FIQA_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
 

@@ -66,18 +66,17 @@ class Block(nn.Module):
         return tokens + self.mlp(self.norm2(tokens))
 
 
-class SEGate(nn.Module):
-    """TransFace's squeeze-excitation gate over the flattened patch features (one weight per patch token)."""
+def se_gate(num_patches: int, embed_dim: int) -> nn.Sequential:
+    """TransFace's squeeze-excitation gate: one sigmoid weight per patch from the flattened normed tokens.
 
-    def __init__(self, num_patches: int, reduction: int = 4) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(num_patches, num_patches // reduction, bias=False)
-        self.fc2 = nn.Linear(num_patches // reduction, num_patches, bias=False)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        squeezed = tokens.mean(dim=2)  # (B, N)
-        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(squeezed))))
-        return tokens * gate.unsqueeze(-1)
+    Keys ``senet.0.weight`` and ``senet.2.weight`` as in TransFace checkpoints.
+    """
+    return nn.Sequential(
+        nn.Linear(embed_dim * num_patches, num_patches, bias=False),
+        nn.ReLU(),
+        nn.Linear(num_patches, num_patches, bias=False),
+        nn.Sigmoid(),
+    )
 
 
 class FaceViT(nn.Module):
@@ -105,7 +104,7 @@ class FaceViT(nn.Module):
             self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))  # training-only patch dropping
         self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim)
-        self.gate = SEGate(num_patches) if gated else None
+        self.senet = se_gate(num_patches, embed_dim) if gated else None
         self.feature = nn.Sequential(
             nn.Linear(num_patches * embed_dim, embed_dim, bias=False),
             nn.BatchNorm1d(embed_dim, eps=2e-5),
@@ -121,9 +120,10 @@ class FaceViT(nn.Module):
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final norm, optional gate, flatten, embedding MLP (the recognition feature, not yet L2-normalised)."""
         tokens = self.norm(tokens)
-        if self.gate is not None:
-            tokens = self.gate(tokens)
-        return self.feature(tokens.reshape(tokens.shape[0], -1))
+        flat = tokens.reshape(tokens.shape[0], -1)
+        if self.senet is not None:
+            flat = (self.senet(flat).unsqueeze(-1) * tokens).reshape(tokens.shape[0], -1)
+        return self.feature(flat)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.embed_tokens(images)

@@ -1,0 +1,213 @@
+"""A built backbone: spec + module + weights, with the one preprocessing path and partial-forward helpers."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from attn_core.registry import BackboneNotAvailable, get_spec, how_to_get, local_weights
+from attn_core.specs import BackboneSpec
+from attn_core.weights import (
+    HF_SCHEME,
+    CheckpointError,
+    head_count_from_config,
+    infer_face_vit_config,
+    load_strict,
+    read_state_dict,
+    resolve_hf,
+)
+
+
+class Backbone:
+    """A ViT ready for attention capture: ``blocks[k].norm1`` and ``blocks[k].attn.qkv`` exist for every k."""
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, device: torch.device, weights: str) -> None:
+        self.spec = spec
+        self.model = model.eval().to(device)
+        self.device = device
+        self.weights = weights  # where the weights came from, or "random (seed N)"
+        self.lock = threading.Lock()  # hooks are per-module state: one capture at a time per backbone
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.blocks
+
+    def block_index(self, block: int) -> int:
+        """Normalise a block index (negative counts from the end) or fail with the valid range."""
+        depth = len(self.blocks)
+        if not -depth <= block < depth:
+            raise ValueError(f"Block {block} does not exist: {self.spec.name} has blocks 0..{depth - 1} (or -1 for the last).")
+        return block % depth
+
+    def preprocess(self, aligned: np.ndarray) -> torch.Tensor:
+        """Aligned RGB uint8 crops (B,112,112,3) or (112,112,3) -> normalised NCHW float tensor on the device."""
+        faces = np.asarray(aligned)
+        if faces.ndim == 3:
+            faces = faces[None]
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise ValueError(f"Expected aligned RGB uint8 faces of shape (B,H,W,3), got {faces.shape} {faces.dtype}.")
+        if self.spec.color_order == "BGR":
+            faces = faces[..., ::-1]
+        tensor = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        size = self.spec.input_size
+        if tensor.shape[-2:] != (size, size):
+            tensor = nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
+        return (tensor - mean) / std
+
+    def tokens_before(self, images: torch.Tensor, block: int) -> torch.Tensor:
+        """Token sequence entering ``block``: embedding plus every earlier block, nothing more."""
+        model = self.model
+        if self.spec.family == "face_vit":
+            tokens = model.embed_tokens(images)
+        else:  # timm VisionTransformer.forward_features up to its blocks
+            tokens = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+        for earlier in self.blocks[:block]:
+            tokens = earlier(tokens)
+        return tokens
+
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The family's own recognition embedding (full forward), L2-normalised."""
+        if self.spec.family == "face_vit":
+            features = self.model(images)
+        else:
+            features = self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+        return nn.functional.normalize(features.float(), dim=-1)
+
+
+def build_module(spec: BackboneSpec) -> nn.Module:
+    if spec.family == "face_vit":
+        from attn_core.models.face_vit import FaceViT
+
+        return FaceViT(
+            img_size=spec.input_size,
+            patch_size=spec.patch_size,
+            embed_dim=spec.embed_dim,
+            depth=spec.depth,
+            num_heads=spec.num_heads,
+            mlp_ratio=spec.mlp_ratio,
+            out_dim=spec.out_dim,
+            gated=spec.gated,
+        )
+    import timm
+
+    return timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **dict(spec.timm_kwargs))
+
+
+def spec_from_checkpoint(state_dict: dict[str, torch.Tensor], name: str, num_heads: int) -> BackboneSpec:
+    """A face-ViT spec read off a checkpoint's tensor shapes, for files that match no registered entry."""
+    config = infer_face_vit_config(state_dict)
+    return BackboneSpec(
+        name=name,
+        family="face_vit",
+        patch_size=config["patch_size"],
+        grid=config["grid"],
+        embed_dim=config["embed_dim"],
+        depth=config["depth"],
+        num_heads=num_heads,
+        mlp_ratio=config["mlp_ratio"],
+        out_dim=config["out_dim"],
+        gated=config["gated"],
+        face_trained=True,
+        description="Face ViT read from a user checkpoint (architecture inferred from tensor shapes).",
+    )
+
+
+def _resolve_path(spec: BackboneSpec, weights: str | Path | None) -> Path:
+    if weights is None:
+        found = local_weights(spec)
+        if found is None:
+            raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine. {how_to_get(spec)}")
+        return found
+    text = str(weights)
+    if text.startswith(HF_SCHEME):
+        return resolve_hf(text)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"Weights file {path} does not exist.")
+    return path
+
+
+def _fit_face_vit_spec(spec: BackboneSpec, state_dict: dict, path: Path, num_heads: int | None) -> BackboneSpec:
+    """Check a face-ViT checkpoint against the spec; on a generic or mismatching name, adopt its own shapes."""
+    config = infer_face_vit_config(state_dict)
+    heads = num_heads or head_count_from_config(path)
+    shape_keys = ("embed_dim", "patch_size", "depth", "out_dim", "gated")
+    matches = all(config[k] == getattr(spec, k) for k in shape_keys) and abs(config["mlp_ratio"] - spec.mlp_ratio) < 1e-6
+    if matches:
+        return replace(spec, num_heads=heads or spec.num_heads)
+    if heads is None:
+        raise CheckpointError(
+            f"{path} does not match {spec.name} (file: dim {config['embed_dim']}, patch {config['patch_size']}, depth "
+            f"{config['depth']}, mlp ratio {config['mlp_ratio']:.2f}, out {config['out_dim']}; {spec.name}: dim "
+            f"{spec.embed_dim}, patch {spec.patch_size}, depth {spec.depth}, mlp ratio {spec.mlp_ratio:.2f}, out "
+            f"{spec.out_dim}). The head count is not stored in weights: pass --num-heads N (or num_heads=N), or put "
+            f'{{"num_heads": N}} in a config.json beside the file, or choose the matching --backbone.'
+        )
+    return spec_from_checkpoint(state_dict, f"{spec.name}@{path.name}", heads)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_backbone(
+    name: str = "",
+    *,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+    num_heads: int | None = None,
+) -> Backbone:
+    """Build a backbone with its trained weights (never silently random).
+
+    Args:
+        name: registry name, ``timm:NAME`` or a timm name; empty means the default backbone, or for a face-ViT
+            checkpoint file, "face-vit" lets the file define the architecture.
+        weights: a checkpoint file, an HF-style folder, or ``hf://owner/repo[/file]``; default: the known location.
+        random_init: explicit opt-in to seeded random weights (tests, teaching the mechanics).
+        num_heads: head count for checkpoints whose architecture differs from the named spec.
+    """
+    from attn_core.registry import DEFAULT_BACKBONE
+
+    device = torch.device(device) if device is not None else _default_device()
+    if not name and weights is not None:
+        name = "face-vit"
+    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or DEFAULT_BACKBONE)
+    if random_init:
+        if weights is not None:
+            raise ValueError("Pass either weights or random_init=True, not both.")
+        torch.manual_seed(seed)
+        if num_heads:
+            spec = replace(spec, num_heads=num_heads)
+        return Backbone(spec, build_module(spec), device, f"random (seed {seed})")
+    path = _resolve_path(spec, weights)
+    state_dict = read_state_dict(path)
+    if spec.family == "face_vit":
+        spec = _fit_face_vit_spec(spec, state_dict, path, num_heads)
+        state_dict.pop("mask_token", None)  # training-only patch dropping
+    model = build_module(spec)
+    if spec.family == "timm":
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    load_strict(model, state_dict, source=f"Checkpoint {path}")
+    return Backbone(spec, model, device, str(path))
+
+
+def _generic_face_vit() -> BackboneSpec:
+    # Placeholder architecture that never matches a real file: forces inference from the checkpoint's shapes.
+    return BackboneSpec(name="face-vit", family="face_vit", patch_size=1, grid=(1, 1), embed_dim=1, depth=0, num_heads=1)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_backbone(name: str, weights: str | None = None, device: str | None = None, random_init: bool = False,
+                    num_heads: int | None = None) -> Backbone:
+    """Model loads are cached: the app and the CLI reuse one built backbone per (name, weights, device)."""
+    return load_backbone(name, weights=weights, device=device, random_init=random_init, num_heads=num_heads)
