@@ -1,0 +1,148 @@
+"""The public entry point: photo -> face crop -> tensor -> attention -> score and maps, for one image or many files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attn_core.backbone import Backbone, cached_backbone
+from attn_core.faces import AlignedFace, ImageLike, extract_faces
+from attn_core.quality import QualityResult, score_faces
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What to score: block (default last), heads (None = all), aggregation and token mode (DESIGN.md 1)."""
+
+    block: int = -1
+    heads: tuple[int, ...] | None = None
+    aggregation: str = "mean"
+    tokens: str = "all"
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """One row of a batch run: a scored face of a file, or the reason the file was skipped."""
+
+    path: Path
+    result: QualityResult | None = None
+    error: str | None = None
+    face_index: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class FaceQualityModel:
+    """``FaceQualityModel("cvlface-vit-s-adaface", weights="vits.pt").score_image("me.jpg")[0].score``."""
+
+    def __init__(
+        self,
+        backbone: str | Backbone = "",
+        *,
+        weights: str | os.PathLike | None = None,
+        device: str | None = None,
+        random_init: bool = False,
+        num_heads: int | None = None,
+    ) -> None:
+        if isinstance(backbone, Backbone):
+            self.backbone = backbone
+        else:
+            self.backbone = cached_backbone(backbone, None if weights is None else str(weights), device, random_init, num_heads)
+
+    @property
+    def spec(self):
+        return self.backbone.spec
+
+    def score_faces(self, aligned: np.ndarray | Sequence[np.ndarray], options: ScoreOptions = ScoreOptions(), *,
+                    with_embedding: bool = False, batch_size: int = 64) -> list[QualityResult]:
+        """Score already-aligned 112x112 RGB uint8 crops."""
+        return score_faces(self.backbone, aligned, block=options.block, heads=options.heads,
+                           aggregation=options.aggregation, tokens=options.tokens,
+                           with_embedding=with_embedding, batch_size=batch_size)
+
+    def score_aligned(self, faces: Sequence[AlignedFace], options: ScoreOptions = ScoreOptions(), *,
+                      with_embedding: bool = False) -> list[QualityResult]:
+        results = self.score_faces([f.aligned for f in faces], options, with_embedding=with_embedding)
+        return [replace(result, face=face) for result, face in zip(results, faces)]
+
+    def score_image(self, image: ImageLike, options: ScoreOptions = ScoreOptions(), *, all_faces: bool = False,
+                    on_no_face: str = "error", with_embedding: bool = False) -> list[QualityResult]:
+        """Detect, align and score a photo: the largest face, or every face with ``all_faces=True``."""
+        faces = extract_faces(image, on_no_face=on_no_face, all_faces=all_faces)
+        return self.score_aligned(faces, options, with_embedding=with_embedding)
+
+    def score_files(self, paths: Iterable[str | os.PathLike], options: ScoreOptions = ScoreOptions(), *,
+                    batch_size: int = 32, workers: int = 0, all_faces: bool = False, on_no_face: str = "error",
+                    with_embedding: bool = False) -> Iterator[FileScore]:
+        """Score many files; a file that cannot be read or has no face is yielded with its error, never raised."""
+        dataset = _FaceFiles([Path(p) for p in paths], all_faces, on_no_face)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=_flatten, shuffle=False,
+            persistent_workers=False,
+        )
+        for batch in loader:
+            good = [item for item in batch if item.error is None]
+            if good:
+                results = self.score_aligned([item.face for item in good], options, with_embedding=with_embedding)
+                scored = iter(results)
+            for item in batch:
+                if item.error is not None:
+                    yield FileScore(item.path, error=item.error)
+                else:
+                    yield FileScore(item.path, result=next(scored), face_index=item.face_index)
+
+
+@dataclass
+class _Prepared:
+    path: Path
+    face: AlignedFace | None = None
+    error: str | None = None
+    face_index: int = 0
+
+
+class _FaceFiles(torch.utils.data.Dataset):
+    """Decoding, detection and alignment of each file, run in DataLoader workers."""
+
+    def __init__(self, paths: list[Path], all_faces: bool, on_no_face: str) -> None:
+        self.paths, self.all_faces, self.on_no_face = paths, all_faces, on_no_face
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> list[_Prepared]:
+        path = self.paths[index]
+        try:
+            faces = extract_faces(path, on_no_face=self.on_no_face, all_faces=self.all_faces)
+        except ValueError as error:  # ImageLoadError, NoFaceError: expected, reported per file
+            return [_Prepared(path, error=str(error))]
+        except Exception as error:  # never let one file stop a run of 10,000
+            return [_Prepared(path, error=f"{type(error).__name__}: {error}")]
+        return [_Prepared(path, face=face, face_index=i) for i, face in enumerate(faces)]
+
+
+def _flatten(batch: list[list[_Prepared]]) -> list[_Prepared]:
+    return [item for items in batch for item in items]
+
+
+def expand_paths(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files from files and folders (recursively, image suffixes only), plus inputs that do not exist."""
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append((path, f"{path} does not exist"))
+    return files, missing

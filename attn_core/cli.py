@@ -1,0 +1,208 @@
+"""``attn-fiqa``: score files and folders, list and fetch backbones, and the sub-commands of the other modules.
+
+argparse rather than typer: sub-commands are contributed by several modules (evaluation, distillation, app) through
+``add_*_parser(subparsers)`` functions, which argparse composes without a shared app object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from attn_core.registry import DEFAULT_BACKBONE
+
+
+def _parse_heads(text: str | None) -> tuple[int, ...] | None:
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    try:
+        return tuple(int(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--heads takes head numbers like '0,3,5' or 'all', not {text!r}") from None
+
+
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every model-using command shares."""
+    parser.add_argument("--backbone", default="", help=f"registry name or timm name (default: {DEFAULT_BACKBONE})")
+    parser.add_argument("--weights", help="checkpoint file, Hugging Face style folder, or hf://owner/repo[/file]")
+    parser.add_argument("--num-heads", type=int, help="head count, for checkpoints whose architecture is read from the file")
+    parser.add_argument("--random-init", action="store_true", help="seeded random weights (tests/teaching only)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def add_score_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--block", type=int, default=-1, help="transformer block to read (default -1: the last)")
+    parser.add_argument("--heads", type=_parse_heads, default=None, help="heads to use, e.g. '0,3' (default: all)")
+    parser.add_argument("--aggregation", default="mean", choices=["mean", "median", "max", "inv_std"])
+    parser.add_argument("--tokens", default="all", choices=["all", "patch"],
+                        help="all tokens (the paper's definition) or patch tokens only, for models with CLS/registers")
+
+
+def _load_model(args: argparse.Namespace):
+    from attn_core.api import FaceQualityModel
+
+    return FaceQualityModel(args.backbone, weights=args.weights, device=args.device,
+                            random_init=args.random_init, num_heads=args.num_heads)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from attn_core.api import ScoreOptions, expand_paths
+
+    files, missing = expand_paths(args.paths)
+    if not files and not missing:
+        print("No image files found in the given paths.", file=sys.stderr)
+        return 2
+    model = _load_model(args)
+    options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
+    rows: list[dict] = []
+    skipped: list[tuple[str, str]] = [(str(p), reason) for p, reason in missing]
+    overlay_dir = Path(args.save_overlays) if args.save_overlays else None
+    if overlay_dir:
+        overlay_dir.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=len(files), unit="img", desc="scoring", disable=args.quiet, file=sys.stderr)
+    seen: set[Path] = set()
+    for item in model.score_files(files, options, batch_size=args.batch_size, workers=args.workers,
+                                  all_faces=args.all_faces, on_no_face=args.no_face.replace("-", "_")):
+        if item.path not in seen:
+            seen.add(item.path)
+            progress.update(1)
+        if not item.ok:
+            skipped.append((str(item.path), item.error))
+            continue
+        result, face = item.result, item.result.face
+        rows.append({
+            "path": str(item.path), "face": item.face_index, "score": f"{result.score:.6f}",
+            "faces_found": face.num_faces, "alignment": face.method, "backbone": result.backbone,
+            "block": result.block, "heads": "all" if len(result.heads) == len(result.head_scores) else
+            " ".join(map(str, result.heads)), "aggregation": result.aggregation, "tokens": result.tokens,
+        })
+        if overlay_dir:
+            _save_overlay(overlay_dir, item, model.spec)
+    progress.close()
+    _write_rows(rows, args.out)
+    print(f"Scored {len(rows)} face(s) from {len({row['path'] for row in rows})} file(s) with "
+          f"{model.spec.name} ({model.backbone.weights}); skipped {len(skipped)}.", file=sys.stderr)
+    for path, reason in skipped:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    if not model.spec.face_trained:
+        print(f"Note: {model.spec.name} is not trained for face recognition; its score is not a face-quality "
+              f"measure.", file=sys.stderr)
+    return 0
+
+
+def _save_overlay(folder: Path, item, spec) -> None:
+    from PIL import Image
+
+    from attn_core.render import crop_overlay
+
+    image = crop_overlay(item.result.face.aligned, item.result.patch_map, spec)
+    Image.fromarray(image).save(folder / f"{item.path.stem}_face{item.face_index}.png")
+
+
+def _write_rows(rows: list[dict], out: str | None) -> None:
+    if out and out.endswith(".json"):
+        Path(out).write_text(json.dumps(rows, indent=1))
+        return
+    buffer = io.StringIO()
+    fields = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation", "tokens"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    if out:
+        Path(out).write_text(buffer.getvalue())
+    else:
+        sys.stdout.write(buffer.getvalue())
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from attn_core.registry import list_backbones, weights_available
+
+    specs = list_backbones(args.pattern, include_tests=args.all)
+    header = f"{'name':44} {'family':9} {'grid':8} {'px':>3} {'dim':>4} {'depth':>5} {'heads':>5} {'prefix':>6}  {'face':4}  weights"
+    print(header)
+    print("-" * len(header))
+    for spec in specs:
+        available = weights_available(spec)
+        status = "available" if available else ("random only" if spec.weights.kind == "none" else "missing")
+        print(f"{spec.name:44} {spec.family:9} {spec.grid[0]}x{spec.grid[1]:<5} {spec.patch_size:>3} {spec.embed_dim:>4} "
+              f"{spec.depth:>5} {spec.num_heads:>5} {spec.num_prefix_tokens:>6}  {'yes' if spec.face_trained else 'no':4}  "
+              f"{status}")
+    print("\nAny timm VisionTransformer also works by name (timm:NAME). `attn-fiqa fetch NAME` downloads weights "
+          "where they are public; `--weights FILE` uses your own checkpoint.")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from attn_core.registry import fetch_weights
+
+    path = fetch_weights(args.name, offline=args.offline)
+    print(f"{args.name}: weights at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attn-fiqa", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score image files and folders")
+    score.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    add_backbone_arguments(score)
+    add_score_options(score)
+    score.add_argument("--out", help="write scores to a .csv or .json file (default: CSV on stdout)")
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding and aligning images")
+    score.add_argument("--all-faces", action="store_true", help="score every face of a photo, not only the largest")
+    score.add_argument("--no-face", choices=["error", "center-crop"], default="error",
+                       help="what to do with a photo without a detected face (default: skip it, with the reason)")
+    score.add_argument("--save-overlays", metavar="DIR", help="also save each face's map overlay as PNG")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(func=cmd_score)
+
+    backbones = sub.add_parser("backbones", help="list the registry and whether weights are on this machine")
+    backbones.add_argument("pattern", nargs="?", default="*")
+    backbones.add_argument("--all", action="store_true", help="include the tiny test architectures")
+    backbones.set_defaults(func=cmd_backbones)
+
+    fetch = sub.add_parser("fetch", help="download a backbone's weights (needs internet) or say how to get them")
+    fetch.add_argument("name")
+    fetch.add_argument("--offline", action="store_true", help="only look in the local cache")
+    fetch.set_defaults(func=cmd_fetch)
+
+    for module_name, function_name in (
+        ("attn_core.eval_commands", "add_eval_parsers"),
+        ("attn_core.distill", "add_distill_parser"),
+        ("app.cli", "add_app_parser"),
+    ):
+        try:
+            module = __import__(module_name, fromlist=[function_name])
+        except ImportError as error:
+            if error.name and (error.name == module_name or module_name.startswith(error.name)):
+                continue  # that part is not installed in this checkout
+            raise
+        getattr(module, function_name)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as error:
+        # Expected user errors (unknown backbone, missing weights, bad checkpoint): one clear line, no traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"attn-fiqa {args.command}: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
