@@ -320,6 +320,18 @@ def get_detector() -> FaceDetector:
         return _shared_detector
 
 
+def _forget_detector_after_fork() -> None:
+    # A forked worker (e.g. a DataLoader worker) must not inherit a lock another parent thread may hold, nor share
+    # OpenCV's network state: it builds its own detector on first use.
+    global _detector_lock, _shared_detector
+    _detector_lock = threading.Lock()
+    _shared_detector = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_detector_after_fork)
+
+
 # --------------------------------------------------------------------------------------------------- alignment
 
 
