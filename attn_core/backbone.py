@@ -176,12 +176,12 @@ def load_backbone(
         random_init: explicit opt-in to seeded random weights (tests, teaching the mechanics).
         num_heads: head count for checkpoints whose architecture differs from the named spec.
     """
-    from attn_core.registry import DEFAULT_BACKBONE
+    from attn_core.registry import resolve_default
 
     device = torch.device(device) if device is not None else _default_device()
     if not name and weights is not None:
         name = "face-vit"
-    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or DEFAULT_BACKBONE)
+    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default())
     if random_init:
         if weights is not None:
             raise ValueError("Pass either weights or random_init=True, not both.")

@@ -231,6 +231,20 @@ def weights_available(spec: BackboneSpec) -> bool:
     return local_weights(spec) is not None
 
 
+def resolve_default() -> str:
+    """The default backbone: ours if its weights are here, else any face-trained backbone with weights."""
+    candidates = [DEFAULT_BACKBONE] + [n for n, s in _REGISTRY.items() if s.face_trained and n != DEFAULT_BACKBONE]
+    for name in candidates:
+        if weights_available(_REGISTRY[name]):
+            return name
+    raise BackboneNotAvailable(
+        "No face-trained backbone is installed on this machine, and the score only means face quality on a ViT "
+        "trained for face recognition. Add one: pass --weights FILE (any insightface / CVLFace / TransFace ViT "
+        f"checkpoint), copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`), or, "
+        "online, run `attn-fiqa fetch cvlface-vit-b-adaface`."
+    )
+
+
 def fetch_weights(name: str, *, offline: bool | None = None) -> Path:
     """Download a backbone's weights into the local cache (Hugging Face Hub), or say how to get them."""
     from attn_core.weights import resolve_hf
