@@ -488,8 +488,9 @@ def extract_faces(
     name = _describe(image)
     photo = load_image(image)
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float64)
+    # A pre-aligned crop is one face by construction (no detection runs on it).
     if photo.shape[:2] == (size, size):
-        return [AlignedFace(photo, photo, None, None, identity, 0, "pre_aligned")]
+        return [AlignedFace(photo, photo, None, None, identity, 1, "pre_aligned")]
 
     faces = (detector or get_detector()).detect(photo)
     if not faces:

@@ -281,7 +281,7 @@ def test_pre_aligned_passes_through_byte_identical(tmp_path):
     result = extract_faces(crop)
     assert len(result) == 1
     face = result[0]
-    assert face.method == "pre_aligned" and face.num_faces == 0 and face.box is None and face.landmarks is None
+    assert face.method == "pre_aligned" and face.num_faces == 1 and face.box is None and face.landmarks is None
     assert face.aligned.dtype == np.uint8 and face.aligned.tobytes() == crop.tobytes()
     np.testing.assert_array_equal(face.transform, [[1, 0, 0], [0, 1, 0]])
 
