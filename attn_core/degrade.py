@@ -15,19 +15,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-# ArcFace 112x112 template (left eye, right eye, nose tip, left mouth corner, right mouth corner), in pixels.
-ARCFACE_TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
+from attn_core.faces import ARCFACE_TEMPLATE, TEMPLATE_SIZE
 
-_REFERENCE_SIZE = 112.0
+_REFERENCE_SIZE = float(TEMPLATE_SIZE)  # parameters are defined on the 112x112 ArcFace crop
 _SUBPIXEL_BITS = 4  # cv2.fillConvexPoly fixed-point shift: polygon corners at 1/16 px
 
 
@@ -125,7 +115,7 @@ def downscale(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
 
 def _template_landmarks(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
-    return ARCFACE_TEMPLATE_112 * np.array([width / _REFERENCE_SIZE, height / _REFERENCE_SIZE])
+    return ARCFACE_TEMPLATE * np.array([width / _REFERENCE_SIZE, height / _REFERENCE_SIZE])
 
 
 def _fill_bar(image: np.ndarray, start: np.ndarray, end: np.ndarray, overhang: float, thickness: float,

@@ -7,7 +7,6 @@ default is OpenCV Zoo's SFace (a CNN, Apache-2.0), whose ONNX file ships inside 
 
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import threading
 from pathlib import Path
@@ -97,12 +96,15 @@ class SFaceMatcher:
 
 
 _MATCHER_FACTORIES: dict[str, Callable[[], Matcher]] = {"sface": SFaceMatcher}
+_MATCHERS: dict[str, Matcher] = {}
+_MATCHERS_LOCK = threading.Lock()
 
 
 def register_matcher(name: str, factory: Callable[[], Matcher]) -> None:
     """Make a matcher available to :func:`get_matcher` (e.g. a backbone's own embedding head)."""
-    _MATCHER_FACTORIES[name] = factory
-    get_matcher.cache_clear()
+    with _MATCHERS_LOCK:
+        _MATCHER_FACTORIES[name] = factory
+        _MATCHERS.pop(name, None)
 
 
 def available_matchers() -> list[str]:
@@ -110,12 +112,14 @@ def available_matchers() -> list[str]:
     return sorted(_MATCHER_FACTORIES)
 
 
-@functools.lru_cache(maxsize=None)
 def get_matcher(name: str = "sface") -> Matcher:
     """The matcher registered as ``name``, built once and cached."""
-    if name not in _MATCHER_FACTORIES:
-        raise ValueError(f"unknown matcher {name!r}; available: {', '.join(available_matchers())}")
-    return _MATCHER_FACTORIES[name]()
+    with _MATCHERS_LOCK:
+        if name not in _MATCHERS:
+            if name not in _MATCHER_FACTORIES:
+                raise ValueError(f"unknown matcher {name!r}; available: {', '.join(available_matchers())}")
+            _MATCHERS[name] = _MATCHER_FACTORIES[name]()
+        return _MATCHERS[name]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
