@@ -1,0 +1,32 @@
+"""``attn-fiqa app`` (and ``python -m app``): launch the web app, on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+
+
+def add_app_parser(subparsers) -> None:
+    """Register the ``app`` sub-command on the ``attn-fiqa`` CLI."""
+    parser = subparsers.add_parser("app", help="launch the web app (Inspect, degradations, compare, batch)")
+    _add_options(parser)
+    parser.set_defaults(func=cmd_app)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from app.ui import launch
+
+    launch(host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    _add_options(parser)
+    return cmd_app(parser.parse_args(argv))
