@@ -206,26 +206,29 @@ def build_demo() -> gr.Blocks:
                           colormap, opacity, normalisation, vmin, vmax, centre_crop]
         inspect_outputs = [boxes_img, crop_img, crop_overlay_img, photo_overlay_img, raw_map_img, score_md,
                            head_gallery, faces_md, details]
-        image.change(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect")
+        # preprocess=False: the uploaded file reaches attn_core as it is (its own loader handles EXIF, formats and
+        # unreadable files with a plain message); Gradio still checks every path is an upload before the call.
+        raw = {"preprocess": False}
+        image.change(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect", **raw)
         # Controls re-summarise cached attention (no forward pass); only block and backbone changes run the model.
         gr.on([heads.input, aggregation.input, tokens.input, view.input, face_index.input, centre_crop.input,
                colormap.input, opacity.release, normalisation.input, vmin.input, vmax.input, block.release],
-              handlers.inspect, inspect_inputs, inspect_outputs, api_name="rerender", trigger_mode="always_last")
+              handlers.inspect, inspect_inputs, inspect_outputs, api_name="rerender", trigger_mode="always_last", **raw)
         gr.on([backbone.input, random_weights.input], handlers.backbone_info, [backbone, random_weights],
               [status, block, heads, view, tokens, card], api_name="backbone_info",
-              ).then(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect_after_backbone_change")
+              ).then(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect_after_backbone_change", **raw)
 
         model_inputs = [backbone, random_weights, block, heads, aggregation, tokens]
         degrade_outputs = [clean_img, clean_map, degraded_img, degraded_map, degrade_md, degrade_json]
         gr.on([degrade_image.change, degradation.input, strength.release, seed.input], handlers.degrade_face,
               [degrade_image, degradation, strength, seed] + model_inputs + [colormap, opacity, centre_crop],
-              degrade_outputs, api_name="degrade", trigger_mode="always_last")
+              degrade_outputs, api_name="degrade", trigger_mode="always_last", **raw)
         sweep_button.click(handlers.sweep, [degrade_image, seed] + model_inputs + [centre_crop],
-                           [sweep_plot, sweep_json], api_name="sweep", concurrency_limit=1)
+                           [sweep_plot, sweep_json], api_name="sweep", concurrency_limit=1, **raw)
 
         compare_button.click(handlers.compare, [compare_image, compare_backbones, compare_random, colormap, opacity,
                                                 centre_crop], [compare_gallery, compare_table], api_name="compare",
-                             concurrency_limit=1)
+                             concurrency_limit=1, **raw)
         batch_button.click(handlers.batch, [batch_files] + model_inputs + [colormap, opacity, centre_crop],
                            [batch_table, lowest, highest, batch_csv, batch_md], api_name="batch", concurrency_limit=1)
         gr.api(handlers.about, api_name="about")

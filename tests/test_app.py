@@ -1,0 +1,279 @@
+"""The app over real HTTP (gradio_client), every tab, checked against attn_core called directly on the same inputs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from attn_core.api import FaceQualityModel, ScoreOptions  # noqa: E402
+from attn_core.degrade import DEGRADATIONS, degrade  # noqa: E402
+from attn_core.matcher import cosine, get_matcher  # noqa: E402
+from attn_core.registry import DEFAULT_BACKBONE, get_spec, weights_available  # noqa: E402
+from attn_core.render import crop_overlay  # noqa: E402
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    # gradio's queue calls a pandas option that pandas 3 deprecates; not ours to fix.
+    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
+]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+PHOTO = str(EXAMPLES / "person_a_1.jpg")
+TINY = "test-face-vit-p8"
+TINY9 = "test-face-vit-p9"
+
+# Positional order of the /inspect and /rerender inputs.
+INSPECT_DEFAULTS = dict(block=2, heads=[], aggregation="mean", tokens="all", face_index=0, view=-1, colormap="jet",
+                        opacity=0.4, normalisation="per image", vmin=None, vmax=None, centre_crop=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from app import ui
+
+    demo = ui.launch(host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FaceQualityModel:
+    return FaceQualityModel(TINY, random_init=True)
+
+
+def _png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _inspect(client: Client, image=PHOTO, backbone=TINY, random_weights=True, api_name="/inspect", **changes):
+    values = {**INSPECT_DEFAULTS, **changes}
+    return client.predict(handle_file(image), backbone, random_weights, *values.values(), api_name=api_name)
+
+
+def test_every_ui_function_is_a_named_endpoint(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/sweep",
+            "/compare", "/batch", "/about"} <= names
+
+
+def test_queue_bounds_concurrency_and_waiting(server):
+    from app import ui
+
+    assert server._queue.max_size == ui.QUEUE_SIZE
+    assert server._queue.default_concurrency_limit == ui.CONCURRENCY
+    assert server.config["components"]  # built, and bound to localhost by default
+    assert server.local_url.startswith("http://127.0.0.1:")
+
+
+def test_inspect_matches_core(client, tiny):
+    boxes, crop, on_crop, on_photo, raw, score_md, gallery, faces_md, details = _inspect(client)
+    (expected,) = tiny.score_image(PHOTO, ScoreOptions(block=2), all_faces=True)
+    assert details["score"] == pytest.approx(expected.score, abs=1e-12)
+    assert np.allclose(details["head_scores"], expected.head_scores, atol=1e-12)
+    assert f"{expected.score:+.4f}" in score_md and "higher" in score_md.lower()
+    assert "Random weights" in score_md
+    assert np.array_equal(_png(crop), expected.face.aligned)
+    assert np.array_equal(_png(on_crop), crop_overlay(expected.face.aligned, expected.patch_map, tiny.spec))
+    assert _png(boxes).shape == _png(on_photo).shape == expected.face.image.shape
+    assert _png(raw).ndim == 3
+    assert f"{expected.face.num_faces} face(s) found" in faces_md
+    assert len(gallery) == tiny.spec.num_heads
+    assert gallery[1]["caption"] == f"head 1: {expected.head_scores[1]:+.4f}"
+    # The score's context: the bundled example set, scored by the same backbone and options.
+    example_scores = [r.score for r in tiny.score_image(str(EXAMPLES / "astronaut.jpg"), ScoreOptions(block=2))]
+    assert any(s == pytest.approx(example_scores[0], abs=1e-12) for s in details["example_scores"])
+    below = sum(s < expected.score for s in details["example_scores"])
+    assert f"higher than **{below} of {len(details['example_scores'])}**" in score_md
+
+
+def test_controls_rerender_without_a_forward_pass(client, tiny):
+    from app import handlers
+
+    _inspect(client)  # scored (or cached) once
+    before = handlers.forward_passes["count"]
+    out = _inspect(client, api_name="/rerender", heads=[0, 2], aggregation="median", view=1, colormap="viridis",
+                   opacity=0.7)
+    assert handlers.forward_passes["count"] == before
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2), all_faces=True)
+    expected = base.with_options(heads=(0, 2), aggregation="median")
+    assert out[8]["score"] == pytest.approx(expected.score, abs=1e-12)
+    assert out[8]["heads"] == [0, 2]
+    # view=1: the maps show head 1 alone.
+    assert np.array_equal(_png(out[2]), crop_overlay(base.face.aligned, base.head_maps[1], tiny.spec, cmap="viridis",
+                                                     alpha=0.7))
+    # A fixed range: blank bounds come from the example set, given bounds are used as they are.
+    fixed = _inspect(client, api_name="/rerender", normalisation="fixed range", vmin=-1.0, vmax=1.0)
+    assert np.array_equal(_png(fixed[2]), crop_overlay(base.face.aligned, base.patch_map, tiny.spec,
+                                                       normalisation="fixed", value_range=(-1.0, 1.0)))
+    assert handlers.forward_passes["count"] == before
+    # Another block needs a forward pass.
+    block0 = _inspect(client, api_name="/rerender", block=0)
+    assert handlers.forward_passes["count"] > before
+    (core0,) = tiny.score_image(PHOTO, ScoreOptions(block=0))
+    assert block0[8]["score"] == pytest.approx(core0.score, abs=1e-12) and block0[8]["block"] == 0
+
+
+def test_random_weights_are_never_silent(client):
+    with pytest.raises(AppError, match="random weights"):
+        _inspect(client, random_weights=False)
+    if not weights_available(get_spec(DEFAULT_BACKBONE)):
+        with pytest.raises(AppError, match="Or tick"):
+            _inspect(client, backbone=DEFAULT_BACKBONE, random_weights=False)
+
+
+def test_errors_are_one_plain_sentence(client, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(AppError, match="Cannot load") as caught:
+        _inspect(client, image=str(broken))
+    assert "Traceback" not in str(caught.value)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 300, 3), 127, np.uint8)).save(blank)
+    with pytest.raises(AppError, match="No face found"):
+        _inspect(client, image=str(blank))
+    with pytest.raises(AppError, match="Face 3 does not exist"):
+        _inspect(client, face_index=3)
+    with pytest.raises(AppError, match="inv_std"):
+        _inspect(client, heads=[1], aggregation="inv_std")
+    centre = _inspect(client, image=str(blank), centre_crop=True)
+    assert "centre square" in centre[7]
+
+
+def test_backbone_info_and_about(client):
+    status, block, heads, view, tokens, card = client.predict(TINY9, True, api_name="/backbone_info")
+    assert "Random weights" in status
+    assert block["maximum"] == get_spec(TINY9).depth - 1
+    assert [value for _, value in heads["choices"]] == list(range(get_spec(TINY9).num_heads))
+    assert tokens["interactive"] is False  # no prefix tokens
+    assert TINY9 in card and "12x12" in card
+    assert TINY9 in client.predict(TINY9, api_name="/about")
+
+
+def test_degradation_matches_core(client, tiny):
+    clean, clean_map, damaged, damaged_map, summary, details = client.predict(
+        handle_file(PHOTO), "gaussian_blur", 0.5, 3, TINY, True, 2, [], "mean", "all", "jet", 0.4, False,
+        api_name="/degrade")
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2))
+    expected_crop = degrade(base.face.aligned, "gaussian_blur", 0.5, 3)
+    assert np.array_equal(_png(clean), base.face.aligned)
+    assert np.array_equal(_png(damaged), expected_crop)
+    (expected,) = tiny.score_faces(expected_crop, ScoreOptions(block=2))
+    assert details["clean_score"] == pytest.approx(base.score, abs=1e-12)
+    assert details["degraded_score"] == pytest.approx(expected.score, abs=1e-12)
+    sface = get_matcher("sface")
+    utility = float(cosine(*sface.embed([base.face.aligned, expected_crop])))
+    assert details["sface_cosine"] == pytest.approx(utility, abs=1e-6)
+    assert "SFace" in summary and f"{utility:.3f}" in summary
+    assert _png(clean_map).shape == _png(damaged_map).shape == (112, 112, 3)
+
+
+def test_sweep_covers_every_degradation(client, tiny):
+    plot, table = client.predict(handle_file(PHOTO), 0, TINY, True, 2, [], "mean", "all", False, api_name="/sweep")
+    assert set(table) == set(DEGRADATIONS)
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2))
+    for curve in table.values():
+        assert curve["strength"][0] == 0.0 and curve["score"][0] == pytest.approx(base.score, abs=1e-12)
+        assert len(curve["score"]) == len(curve["sface_cosine"]) == 6
+    (noisy,) = tiny.score_faces(degrade(base.face.aligned, "noise", 0.6, 0), ScoreOptions(block=2))
+    assert table["noise"]["score"][3] == pytest.approx(noisy.score, abs=1e-12)
+    assert _png(plot).shape[1] > 600
+
+
+def test_compare_backbones(client, tiny):
+    gallery, table = client.predict(handle_file(PHOTO), [TINY, TINY9], True, "jet", 0.4, False, api_name="/compare")
+    rows = {row[0]: row for row in table["data"]}
+    for name in (TINY, TINY9):
+        (expected,) = FaceQualityModel(name, random_init=True).score_image(PHOTO)
+        assert rows[name][1] == pytest.approx(expected.score, abs=1e-6)
+        assert rows[name][7] == ""
+    assert rows[TINY9][3] == "12x12" and rows[TINY][3] == "14x14"
+    assert len(gallery) == 2 and TINY in gallery[0]["caption"]
+    # Without the random opt-in, a backbone without weights is a row with its reason, not a crash.
+    _, table = client.predict(handle_file(PHOTO), [TINY], False, "jet", 0.4, False, api_name="/compare")
+    assert table["data"][0][1] is None and "random" in table["data"][0][7]
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return path
+
+
+def test_batch_ranks_reports_errors_and_writes_csv(client, tiny, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    faceless = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(faceless)
+    archive = _zip(tmp_path / "faces.zip", {"inner/astronaut.jpg": (EXAMPLES / "astronaut.jpg").read_bytes(),
+                                             "notes.txt": b"hello"})
+    bomb = _zip(tmp_path / "bomb.zip", {"huge.png": bytes(60 * 2**20)})  # 60 MiB of zeros, tiny compressed
+    inputs = [EXAMPLES / "person_a_1.jpg", EXAMPLES / "person_b_1.jpg", broken, faceless, archive, bomb]
+    table, lowest, highest, csv_file, summary = client.predict(
+        [handle_file(str(p)) for p in inputs], TINY, True, 2, [], "mean", "all", "jet", 0.4, False, api_name="/batch")
+    rows = table["data"]
+    scored = [row for row in rows if row[3] == ""]
+    failed = {row[0]: row[3] for row in rows if row[3] != ""}
+    assert [row[1] for row in scored] == sorted((row[1] for row in scored), reverse=True)
+    assert {row[0] for row in scored} == {"person_a_1.jpg", "person_b_1.jpg", "faces.zip/inner/astronaut.jpg"}
+    expected = {p.name: r.result.score for p, r in zip(
+        [EXAMPLES / "person_a_1.jpg", EXAMPLES / "person_b_1.jpg", EXAMPLES / "astronaut.jpg"],
+        tiny.score_files([EXAMPLES / "person_a_1.jpg", EXAMPLES / "person_b_1.jpg", EXAMPLES / "astronaut.jpg"],
+                         ScoreOptions(block=2)))}
+    for row in scored:
+        assert row[1] == pytest.approx(expected[row[0].split("/")[-1]], abs=1e-6)
+    assert "Cannot load" in failed["broken.jpg"]
+    assert "No face found" in failed["blank.png"]
+    assert "Not an image" in failed["faces.zip/notes.txt"]
+    assert "limit" in failed["bomb.zip/huge.png"]
+    assert len(lowest) == len(highest) == 3
+    assert highest[0]["caption"].startswith(scored[0][0])
+    with open(csv_file, newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["file"] for r in written] == [row[0] for row in rows]
+    assert float(written[0]["score"]) == pytest.approx(scored[0][1], abs=1e-6)
+    assert "3" in summary and "4" in summary
+
+
+def test_zip_limits(tmp_path):
+    from app import handlers
+
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(handlers.MAX_ZIP_MEMBERS + 1)})
+    inputs = handlers._collect([str(many)])
+    assert not inputs.files and "limit" in inputs.errors[0][1]
+    shutil.rmtree(inputs.folder)
+
+
+def test_cli_registers_app_command():
+    from attn_core.cli import build_parser
+
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
+    assert build_parser().parse_args(["app", "--host", "0.0.0.0", "--share"]).share is True
