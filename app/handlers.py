@@ -181,7 +181,7 @@ def backbone_card(backbone: str) -> str:
     spec = get_spec(backbone)
     rows = "\n".join(f"| {key} | {value} |" for key, value in spec.card().items())
     available = "installed" if weights_available(spec) else f"not installed. {how_to_get(spec)}"
-    return f"### Backbone card: {spec.name}\n\n| | |\n|---|---|\n{rows}\n| trained weights | {available} |\n"
+    return f"### Backbone card: {spec.name}\n\n| field | value |\n|---|---|\n{rows}\n| trained weights | {available} |\n"
 
 
 # --------------------------------------------------------------------------------------------- caches
@@ -305,7 +305,8 @@ def _value_range(normalisation: str, vmin: float | None, vmax: float | None,
 def _shown_map(result: QualityResult, view: int | None) -> tuple[np.ndarray, str]:
     view = MEAN_VIEW if view is None else int(view)
     if view == MEAN_VIEW:
-        return result.patch_map, "mean of heads " + _heads_text(result)
+        selected = _heads_text(result)
+        return result.patch_map, "mean of all heads" if selected == "all" else f"mean of heads {selected}"
     if not 0 <= view < len(result.head_scores):
         raise ValueError(f"Head {view} does not exist: this block has heads 0..{len(result.head_scores) - 1}.")
     return result.head_maps[view], f"head {view} alone (its score {result.head_scores[view]:+.4f})"
@@ -382,7 +383,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     photo_boxes = draw_boxes(face.image, boxes, highlight=index) if boxes else face.image
     on_crop = crop_overlay(face.aligned, grid_map, spec, **render)
     on_photo = photo_overlay(face, grid_map, spec, **render)
-    raw = figure_to_array(patch_map_figure(grid_map, cmap=colormap, title=f"raw pre-softmax logits: {map_label}"))
+    raw = figure_to_array(patch_map_figure(grid_map, cmap=colormap, title=f"raw patch map (logits): {map_label.split(' (')[0]}"))
 
     # Heads share one colour range (per image: the range over this face's heads), so they compare at a glance.
     head_range = value_range or (float(result.head_maps.min()), float(result.head_maps.max()))
@@ -529,7 +530,7 @@ def _grid_lines(overlay_rgb: np.ndarray, spec: BackboneSpec, scale: int = 3) -> 
     return big
 
 
-COMPARE_HEADERS = ["backbone", "score", "weights", "patch grid", "patch px", "prefix tokens", "face-trained", "error"]
+COMPARE_HEADERS = ["backbone", "score", "weights", "grid", "px", "prefix", "face", "error"]
 
 
 @user_errors

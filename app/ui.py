@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -23,6 +24,7 @@ CSS = """
 .score-box h2 {margin: 0 0 .3em 0;}
 .banner {border: 2px solid #d97706; border-radius: 8px; padding: .6em 1em; background: #fff7ed;}
 .banner, .banner * {color: #7c2d12 !important;}
+.fill-image img {width: 100%; height: 100%; object-fit: contain;}
 """
 
 METHOD_MD = r"""
@@ -50,7 +52,9 @@ over patches is exactly the score, so the map is a spatial decomposition of the 
 
 
 def _image_out(label: str, **kwargs) -> gr.Image:
-    return gr.Image(label=label, format="png", interactive=False, buttons=["download", "fullscreen"], **kwargs)
+    """An output picture; small crops (112 px) are scaled up to fill their box."""
+    return gr.Image(label=label, format="png", interactive=False, buttons=["download", "fullscreen"],
+                    elem_classes=["fill-image"], **kwargs)
 
 
 def _examples(target: gr.Image, label: str = "Example faces (click one)") -> gr.Examples:
@@ -71,7 +75,7 @@ def build_demo() -> gr.Blocks:
                     "ViT, with maps that show why. **Higher score = better.**")
         if startup.missing_message:
             gr.Markdown(f"**No face-trained backbone is installed**, so there is no real face-quality score yet. "
-                        f"{startup.missing_message.split('. ', 1)[-1]} Until then you can tick "
+                        f"{html.escape(startup.missing_message.split('. ', 1)[-1])} Then restart the app. Until then you can tick "
                         f"*{RANDOM_LABEL}* to see how the method works.", elem_classes=["banner"], elem_id="banner")
         with gr.Row(equal_height=True):
             backbone = gr.Dropdown(handlers.backbone_choices(), value=startup.default_backbone, label="Backbone",
@@ -118,12 +122,12 @@ def build_demo() -> gr.Blocks:
                                                elem_classes=["score-box"], latex_delimiters=[])
                         faces_md = gr.Markdown(elem_id="faces-found")
                         with gr.Row():
-                            boxes_img = _image_out("Detected face", elem_id="boxes")
-                            crop_img = _image_out("Aligned crop (112x112)", elem_id="crop")
-                            crop_overlay_img = _image_out("Map on the crop", elem_id="crop-overlay")
+                            boxes_img = _image_out("Detected face", elem_id="boxes", height=260)
+                            crop_img = _image_out("Aligned crop (112x112)", elem_id="crop", height=260)
+                            crop_overlay_img = _image_out("Map on the crop", elem_id="crop-overlay", height=260)
                         with gr.Row():
                             photo_overlay_img = _image_out("Map on the photo", elem_id="photo-overlay")
-                            raw_map_img = _image_out("Raw patch map (logit units)", elem_id="raw-map")
+                            raw_map_img = _image_out("Raw patch map (logit units)", elem_id="raw-map", show_label=False)
                         head_gallery = gr.Gallery(label="Per-head maps (each with its own head score)", columns=4,
                                                   height="auto", format="png", elem_id="head-gallery",
                                                   object_fit="contain")
@@ -146,12 +150,13 @@ def build_demo() -> gr.Blocks:
                         sweep_button = gr.Button("Sweep every degradation", variant="primary", elem_id="sweep")
                     with gr.Column(scale=3):
                         with gr.Row():
-                            clean_img = _image_out("Clean")
-                            clean_map = _image_out("Clean map")
-                            degraded_img = _image_out("Degraded", elem_id="degraded")
-                            degraded_map = _image_out("Degraded map")
+                            clean_img = _image_out("Clean", height=200)
+                            clean_map = _image_out("Clean map", height=200)
+                            degraded_img = _image_out("Degraded", elem_id="degraded", height=200)
+                            degraded_map = _image_out("Degraded map", height=200)
                         degrade_md = gr.Markdown(elem_id="degrade-summary", latex_delimiters=[])
-                        sweep_plot = _image_out("Score and recognition utility against strength", elem_id="sweep-plot")
+                        sweep_plot = _image_out("Score and recognition utility against strength", elem_id="sweep-plot",
+                                                show_label=False)
                         with gr.Accordion("Raw numbers", open=False):
                             degrade_json = gr.JSON(label="degradation")
                             sweep_json = gr.JSON(label="sweep")
@@ -167,13 +172,15 @@ def build_demo() -> gr.Blocks:
                         compare_backbones = gr.CheckboxGroup(
                             handlers.backbone_choices(), label="Backbones",
                             value=list(dict.fromkeys([startup.default_backbone, "test-face-vit-p8", "test-face-vit-p9"])))
-                        compare_random = gr.Checkbox(False, label=RANDOM_LABEL)
+                        compare_random = gr.Checkbox(False, label=RANDOM_LABEL, elem_id="compare-random")
                         compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
                     with gr.Column(scale=3):
-                        compare_gallery = gr.Gallery(label="Maps", columns=3, height="auto", format="png",
+                        compare_gallery = gr.Gallery(label="Maps", columns=3, elem_id="compare-gallery", height=320, format="png",
                                                      object_fit="contain")
                         compare_table = gr.Dataframe(headers=handlers.COMPARE_HEADERS, label="Scores",
-                                                     interactive=False, wrap=True)
+                                                     interactive=False, wrap=True,
+                                                     column_widths=["28%", "11%", "17%", "8%", "6%", "8%", "7%",
+                                                                    "15%"])
 
             # ---------------------------------------------------------------------------- Batch
             with gr.Tab("Batch and rank", id="batch"):
@@ -183,7 +190,7 @@ def build_demo() -> gr.Blocks:
                             f"settings. A file that cannot be scored is a row with its reason.")
                 with gr.Row():
                     with gr.Column(scale=2, min_width=300):
-                        batch_files = gr.File(file_count="multiple", label="Images or .zip",
+                        batch_files = gr.File(file_count="multiple", label="Images or .zip", elem_id="batch-files",
                                               file_types=sorted(handlers.IMAGE_SUFFIXES) + [".zip"])
                         batch_button = gr.Button("Score all", variant="primary", elem_id="batch")
                         batch_csv = gr.File(label="CSV download", interactive=False)
@@ -192,8 +199,8 @@ def build_demo() -> gr.Blocks:
                         batch_table = gr.Dataframe(headers=handlers.BATCH_HEADERS, label="Ranked (best first)",
                                                    interactive=False, wrap=True)
                         with gr.Row():
-                            lowest = gr.Gallery(label="Lowest scores", columns=4, height="auto", format="png")
-                            highest = gr.Gallery(label="Highest scores", columns=4, height="auto", format="png")
+                            lowest = gr.Gallery(label="Lowest scores", columns=2, height="auto", format="png")
+                            highest = gr.Gallery(label="Highest scores", columns=2, elem_id="batch-highest", height="auto", format="png")
 
             # ------------------------------------------------------------------------------ About
             with gr.Tab("About", id="about"):
