@@ -178,9 +178,7 @@ def build_demo() -> gr.Blocks:
                         compare_gallery = gr.Gallery(label="Maps", columns=3, elem_id="compare-gallery", height=320, format="png",
                                                      object_fit="contain")
                         compare_table = gr.Dataframe(headers=handlers.COMPARE_HEADERS, label="Scores",
-                                                     interactive=False, wrap=True,
-                                                     column_widths=["28%", "11%", "17%", "8%", "6%", "8%", "7%",
-                                                                    "15%"])
+                                                     interactive=False)
 
             # ---------------------------------------------------------------------------- Batch
             with gr.Tab("Batch and rank", id="batch"):
