@@ -125,7 +125,8 @@ def _integrate(discard: np.ndarray, fnmr: np.ndarray, limit: float, mode: Thresh
     if mode == "fixed":
         right_edges = np.minimum(discard[1:], limit)
         widths = np.clip(right_edges - discard[:-1], 0.0, None)
-        return float(np.sum(fnmr[:-1] * widths))
+        inside = widths > 0  # an undefined (NaN) FNMR beyond the limit must not poison the area up to it
+        return float(np.sum(fnmr[:-1][inside] * widths[inside]))
     inside = discard < limit - _COUNT_TOLERANCE
     x = np.append(discard[inside], limit)
     y = np.append(fnmr[inside], np.interp(limit, discard, fnmr))  # linear FNMR at a limit between grid points

@@ -81,6 +81,13 @@ class SFaceMatcher:
         self._net = cv2.dnn.readNetFromONNX(str(self.model_path))
         self._lock = threading.Lock()  # a cv2.dnn.Net is not safe to share between threads (Gradio workers)
 
+    @property
+    def identity(self) -> str:
+        """What produced the embeddings, for caches: the model file's content hash."""
+        from attn_core.cache import weights_identity
+
+        return f"sface:{weights_identity(self.model_path)}"
+
     def embed(self, aligned_rgb: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised (B, 128) float32 embeddings of 112x112 uint8 RGB ArcFace-aligned crops."""
         faces = _as_batch(aligned_rgb, self.input_size)
@@ -95,6 +102,43 @@ class SFaceMatcher:
         return features / np.maximum(norms, 1e-12)
 
 
+class BackboneMatcher:
+    """A registry backbone's own recognition embedding as a matcher (full forward of the face ViT or timm model).
+
+    Embeddings come from ``FaceQualityModel(...).score_faces(..., with_embedding=True)``, the one scoring path.
+    Such a backbone has no documented verification threshold, so ``threshold`` is None unless given.
+    """
+
+    input_size = 112
+
+    def __init__(self, backbone: str, *, weights: str | Path | None = None, device: str | None = None,
+                 random_init: bool = False, num_heads: int | None = None, threshold: float | None = None) -> None:
+        from attn_core.api import FaceQualityModel
+
+        self.model = FaceQualityModel(backbone, weights=weights, device=device, random_init=random_init,
+                                      num_heads=num_heads)
+        self.name = self.model.spec.name
+        self.threshold = threshold
+
+    @property
+    def backbone(self):
+        return self.model.backbone
+
+    @property
+    def identity(self) -> str:
+        from attn_core.cache import weights_identity
+
+        return f"backbone:{self.model.spec!r}:{weights_identity(self.model.backbone.weights)}"
+
+    def embed(self, aligned_rgb: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """L2-normalised (B, D) float32 embeddings of 112x112 uint8 RGB ArcFace-aligned crops."""
+        faces = _as_batch(aligned_rgb, self.input_size)
+        if not faces:
+            return np.zeros((0, self.model.spec.out_dim), dtype=np.float32)
+        results = self.model.score_faces(np.stack(faces), with_embedding=True)
+        return np.stack([result.embedding for result in results]).astype(np.float32)
+
+
 _MATCHER_FACTORIES: dict[str, Callable[[], Matcher]] = {"sface": SFaceMatcher}
 _MATCHERS: dict[str, Matcher] = {}
 _MATCHERS_LOCK = threading.Lock()
@@ -105,6 +149,22 @@ def register_matcher(name: str, factory: Callable[[], Matcher]) -> None:
     with _MATCHERS_LOCK:
         _MATCHER_FACTORIES[name] = factory
         _MATCHERS.pop(name, None)
+
+
+def backbone_matcher(backbone: str, *, weights: str | Path | None = None, device: str | None = None,
+                     random_init: bool = False, num_heads: int | None = None) -> Matcher:
+    """Register (once) and return a backbone's embedding head as a matcher, named after the backbone.
+
+    The registered name is the backbone name, with ``@<weights>`` or ``@random`` appended when not the default
+    weights, so the same backbone with other weights is another matcher.
+    """
+    name = backbone if weights is None and not random_init else f"{backbone}@{weights if weights else 'random'}"
+    with _MATCHERS_LOCK:
+        known = name in _MATCHER_FACTORIES
+    if not known:
+        register_matcher(name, lambda: BackboneMatcher(backbone, weights=weights, device=device,
+                                                       random_init=random_init, num_heads=num_heads))
+    return get_matcher(name)
 
 
 def available_matchers() -> list[str]:
