@@ -182,8 +182,8 @@ def build_demo() -> gr.Blocks:
 
             # ---------------------------------------------------------------------------- Batch
             with gr.Tab("Batch and rank", id="batch"):
-                gr.Markdown(f"Score many photos (or zips of photos, up to {handlers.MAX_ZIP_MEMBERS} files and "
-                            f"{handlers.MAX_ZIP_TOTAL_BYTES // 2**20} MiB unpacked each; at most "
+                gr.Markdown(f"Score many photos (or zips of photos: up to {handlers.MAX_ZIP_MEMBERS} files a zip and "
+                            f"{handlers.MAX_ZIP_TOTAL_BYTES // 2**20} MiB unpacked in all; at most "
                             f"{handlers.MAX_BATCH_FILES} images a run) with the backbone above and the Inspect "
                             f"settings. A file that cannot be scored is a row with its reason.")
                 with gr.Row():
@@ -245,5 +245,6 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     demo = build_demo()
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=host, server_port=port, share=share, theme=gr.themes.Soft(), css=CSS,
-                allowed_paths=[str(handlers.EXAMPLES_DIR)], show_error=False, **kwargs)
+                allowed_paths=[str(handlers.EXAMPLES_DIR)], show_error=False,
+                max_file_size=handlers.MAX_UPLOAD, **kwargs)
     return demo

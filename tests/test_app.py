@@ -140,6 +140,35 @@ def test_controls_rerender_without_a_forward_pass(client, tiny):
     assert block0[8]["score"] == pytest.approx(core0.score, abs=1e-12) and block0[8]["block"] == 0
 
 
+def test_prefix_tokens_all_or_patch_only(client):
+    """A ViT with a class token: the token mode re-summarises the same forward pass."""
+    from attn_core.registry import TIMM_TEST_MODEL
+
+    name = f"timm:{TIMM_TEST_MODEL}"
+    (base,) = FaceQualityModel(name, random_init=True).score_image(PHOTO, all_faces=True)
+    every = _inspect(client, backbone=name, block=-1)[8]
+    patch = _inspect(client, backbone=name, block=-1, api_name="/rerender", tokens="patch")[8]
+    assert every["score"] == pytest.approx(base.score, abs=1e-12)
+    assert patch["score"] == pytest.approx(base.with_options(tokens="patch").score, abs=1e-12)
+    assert patch["tokens"] == "patch" and patch["score"] != pytest.approx(every["score"])
+
+
+def test_default_backbone_uses_installed_weights_else_says_how(monkeypatch):
+    from app import handlers
+    from attn_core.registry import BackboneNotAvailable
+
+    monkeypatch.setattr(handlers, "resolve_default", lambda: "cvlface-vit-s-adaface")
+    assert handlers.startup_state() == handlers.Startup("cvlface-vit-s-adaface", False, None)
+
+    def nothing_installed():
+        raise BackboneNotAvailable("No face-trained backbone is installed. Add one: ...")
+
+    monkeypatch.setattr(handlers, "resolve_default", nothing_installed)
+    startup = handlers.startup_state()
+    assert startup.default_backbone == DEFAULT_BACKBONE and not startup.default_random
+    assert "Add one" in startup.missing_message
+
+
 def test_random_weights_are_never_silent(client):
     with pytest.raises(AppError, match="random weights"):
         _inspect(client, random_weights=False)
@@ -277,3 +306,12 @@ def test_cli_registers_app_command():
     args = build_parser().parse_args(["app"])
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
     assert build_parser().parse_args(["app", "--host", "0.0.0.0", "--share"]).share is True
+
+
+def test_python_dash_m_app_takes_the_same_options(monkeypatch):
+    from app import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_app", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(["--port", "9000"]) == 0
+    assert seen == {"host": "127.0.0.1", "port": 9000, "share": False}
