@@ -14,7 +14,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 
 def add_app_parser(subparsers) -> None:
     """Register the ``app`` sub-command on the ``attn-fiqa`` CLI."""
-    parser = subparsers.add_parser("app", help="launch the web app (Inspect, degradations, compare, batch)")
+    parser = subparsers.add_parser("app", help="launch the web app (inspect, degradations, compare, batch, evaluate)")
     _add_options(parser)
     parser.set_defaults(func=cmd_app)
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -32,8 +33,17 @@ import numpy as np  # noqa: E402
 
 from attn_core.api import IMAGE_SUFFIXES, FaceQualityModel, ScoreOptions  # noqa: E402
 from attn_core.degrade import DEGRADATIONS, degrade  # noqa: E402
+from attn_core.eval_commands import (  # noqa: E402
+    DEFAULT_FMRS,
+    EXAMPLE_IDENTITIES,
+    THRESHOLD_MODES,
+    EvalReport,
+    demo_identity_folder,
+    run_eval,
+)
+from attn_core.evaluation import edc_table_markdown, format_fmr  # noqa: E402
 from attn_core.faces import AlignedFace, extract_faces  # noqa: E402
-from attn_core.matcher import cosine, get_matcher  # noqa: E402
+from attn_core.matcher import available_matchers, cosine, get_matcher  # noqa: E402
 from attn_core.quality import QualityResult  # noqa: E402
 from attn_core.registry import (  # noqa: E402
     DEFAULT_BACKBONE,
@@ -577,11 +587,26 @@ class _BatchInputs:
     unpacked: int = 0  # bytes extracted so far, over every zip of the run
 
 
-def _unzip(archive: Path, folder: Path, shown: str, inputs: _BatchInputs) -> None:
-    """Extract image members with hard limits on count and size (zip bombs, huge archives), no path traversal."""
+def _metadata(member_name: str) -> bool:
+    """OS clutter that is never a photo: macOS resource forks (``__MACOSX/``, ``._x.jpg``), ``.DS_Store``, dot files."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(member_name).parts)
+
+
+def _folder_name(parts: Sequence[str]) -> str:
+    """One safe file or folder name for a member's path parts (``faces/A`` -> ``faces_A``): no separators, no dots."""
+    return "_".join(re.sub(r"[^\w-]+", "_", part).strip("_") or "_" for part in parts)
+
+
+def _unzip(archive: Path, folder: Path, shown: str, inputs: _BatchInputs, identity_folders: bool = False) -> None:
+    """Extract image members with hard limits on count and size (zip bombs, huge archives), no path traversal.
+
+    With ``identity_folders`` each image lands in ``folder/<its directory path, as one name>/`` (the layout
+    ``attn_core``'s evaluation reads: one sub-folder per identity); otherwise all land flat in ``folder``.
+    """
     try:
         with zipfile.ZipFile(archive) as bundle:
-            members = [m for m in bundle.infolist() if not m.is_dir()]
+            members = [m for m in bundle.infolist()
+                       if not m.is_dir() and not _metadata(m.filename.replace("\\", "/"))]
             if len(members) > MAX_ZIP_MEMBERS:
                 inputs.errors.append((shown, f"The zip has {len(members)} files; the limit is {MAX_ZIP_MEMBERS}. "
                                              f"Split it into smaller zips."))
@@ -600,8 +625,17 @@ def _unzip(archive: Path, folder: Path, shown: str, inputs: _BatchInputs) -> Non
                     inputs.errors.append((name, f"Too large ({member.file_size / 2**20:.0f} MiB unpacked); the limit "
                                                 f"is {MAX_ZIP_MEMBER_BYTES / 2**20:.0f} MiB per file."))
                     continue
-                # Never trust the declared sizes: stop reading once the real output passes the limits.
                 target = folder / f"{number:05d}{Path(member.filename).suffix.lower()}"
+                if identity_folders:
+                    member_path = PurePosixPath(member.filename.replace("\\", "/"))
+                    if len(member_path.parts) < 2:
+                        inputs.errors.append((name, "Not inside an identity folder; skipped."))
+                        continue
+                    # Keep the file's name readable in the report's per-file CSV; the number keeps it unique.
+                    target = (folder / _folder_name(member_path.parts[:-1])
+                              / f"{number:05d}_{_folder_name([member_path.stem])}{member_path.suffix.lower()}")
+                    target.parent.mkdir(exist_ok=True)
+                # Never trust the declared sizes: stop reading once the real output passes the limits.
                 written = 0
                 with bundle.open(member) as source, open(target, "wb") as sink:
                     while chunk := source.read(1 << 20):
@@ -689,6 +723,131 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
     summary = (f"Scored **{len(scored)}** face image(s); **{len(failed)}** could not be scored (see the error column). "
                f"Sorted best first (higher = better)." + _warning(model, random_weights))
     return {"headers": BATCH_HEADERS, "data": rows}, lowest, highest, str(csv_path), summary
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+
+DEMO_SET, UPLOADED_ZIP = "demo", "zip"
+EVAL_SOURCES = (
+    (f"bundled demo set ({sum(map(len, EXAMPLE_IDENTITIES.values()))} photos of {len(EXAMPLE_IDENTITIES)} identities)",
+     DEMO_SET),
+    ("my zip of identity folders", UPLOADED_ZIP),
+)
+_THRESHOLD_MODE_LABELS = {"per_fraction": "re-set per discard fraction (the papers)",
+                          "fixed": "fixed at r=0 (ISO/IEC 29794-1 style)"}
+
+
+def matcher_choices() -> list[tuple[str, str]]:
+    """The registered recognisers (sface, the default, first), then each face-trained backbone's embedding head."""
+    registered = sorted((name for name in available_matchers() if "@" not in name), key=lambda name: name != "sface")
+    choices = [("sface (OpenCV Zoo CNN; default)" if name == "sface" else name, name)
+               for name in registered]
+    for spec in backbone_specs():
+        if spec.face_trained:
+            status = "weights installed" if weights_available(spec) else "weights not installed"
+            choices.append((f"{spec.name} embeddings ({status})", spec.name))
+    return choices
+
+
+def fmr_choices() -> list[tuple[str, float]]:
+    return [(format_fmr(fmr), fmr) for fmr in DEFAULT_FMRS]
+
+
+def threshold_mode_choices() -> list[tuple[str, str]]:
+    return [(_THRESHOLD_MODE_LABELS.get(mode, mode), mode) for mode in THRESHOLD_MODES]
+
+
+def _evaluation_data(source: str, data_zip: Any, folder: Path) -> tuple[Path, str, dict[Path, str], list[tuple[str, str]]]:
+    """The identity folder to evaluate (under ``folder``), what to call it in messages, each image's name as the user
+    knows it, and the zip members skipped (name, reason)."""
+    if source == DEMO_SET:
+        root = demo_identity_folder(folder)
+        return root, "the demo set", {path: str(path.relative_to(root)) for path in root.rglob("*")}, []
+    if source != UPLOADED_ZIP:
+        raise ValueError(f"Unknown data source {source!r}; choose the demo set or a zip.")
+    if not data_zip:
+        raise ValueError("Upload a zip with one sub-folder per identity first, or pick the bundled demo set.")
+    archive = Path(_image_path(data_zip))
+    if archive.suffix.lower() != ".zip":
+        raise ValueError(f"{archive.name} is not a .zip file: upload a zip with one sub-folder per identity.")
+    root = folder / "identities"
+    root.mkdir()
+    inputs = _BatchInputs([], [], root)
+    _unzip(archive, root, archive.name, inputs, identity_folders=True)
+    if not inputs.files:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in inputs.errors[:3])
+        raise ValueError(f"{archive.name} has no usable image inside an identity folder"
+                         + (f" ({reasons})." if reasons else "."))
+    return root, archive.name, {path: shown for shown, path in inputs.files}, inputs.errors
+
+
+def _eval_warnings(report: EvalReport, skipped: list[tuple[str, str]], names: dict[Path, str],
+                   random_weights: bool) -> str:
+    """run_eval's warnings, its verdicts against random discard, and every file left out, as Markdown lists."""
+    warnings = [f"**{warning}**" for warning in report.warnings]
+    if random_weights:
+        warnings.insert(0, "**Random weights: mechanics demo only.** These curves say nothing about face quality.")
+    left_out = [f"`{name}`: {reason}" for name, reason in skipped]
+    left_out += [f"`{names.get(path, path.name)}`: {reason}" for path, reason in report.failed_files]
+    bullets = lambda lines: "\n".join(f"- {line}" for line in lines)  # noqa: E731
+    parts = [f"**Warnings**\n\n{bullets(warnings)}"] if warnings else []
+    if report.verdicts:  # one line per method, FMR and mode: folded, or they bury the rest
+        parts.append(f"<details><summary><b>Against random discard: {len(report.verdicts)} verdict(s)</b> (methods "
+                     f"that do not beat it, or cannot be judged)</summary>\n\n{bullets(report.verdicts)}\n\n</details>")
+    else:
+        parts.append("**Against random discard:** every quality measure beats it at every FMR and threshold mode.")
+    if left_out:
+        parts.append(f"**Files left out**\n\n{bullets(left_out)}")
+    return "\n\n".join(parts)
+
+
+@user_errors
+def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] | None = None,
+             random_weights: bool = False, matcher: str = "sface", fmrs: list[float] | None = None,
+             threshold_modes: list[str] | None = None, progress=gr.Progress()):
+    """Error-versus-Discard evaluation (``attn_core.eval_commands.run_eval``): EDC plots, AUC/pAUC table, warnings,
+    and eval.json / eval.md / per-file CSV to download. All numbers come from run_eval; this only shows them."""
+    if not backbones:
+        raise ValueError("Tick at least one backbone to evaluate.")
+    if not fmrs:
+        raise ValueError("Tick at least one FMR.")
+    if not threshold_modes:
+        raise ValueError("Tick at least one threshold mode.")
+    if not matcher:
+        raise ValueError("Choose a matcher (sface is the default).")
+    if matcher in backbones:
+        raise ValueError(f"The matcher must be independent of the quality models, but {matcher} is both: choose "
+                         f"another matcher (sface is the default).")
+    models = [load_model(name, random_weights) for name in backbones]  # never random unless ticked
+    work = Path(tempfile.mkdtemp(prefix="attn_fiqa_eval_"))
+    out_dir = Path(tempfile.mkdtemp(prefix="attn_fiqa_eval_out_"))
+    try:
+        progress(0.0, desc="preparing the data")
+        root, shown, names, skipped = _evaluation_data(source, data_zip, work)
+        try:
+            report = run_eval(root, models, matcher, out_dir, fmrs=[float(f) for f in fmrs],
+                              threshold_modes=list(threshold_modes),
+                              progress=lambda fraction, message: progress(fraction, desc=message))
+        except (ValueError, FileNotFoundError) as error:  # name the user's data, not our temporary folder
+            raise ValueError(str(error).replace(str(root), shown)) from None
+        forward_passes["count"] += 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    pairs = report.summary["pairs"]
+    overview = (f"**{pairs['used']} pairs** of {shown} ({pairs['genuine']} genuine, {pairs['impostor']} impostor; "
+                f"{pairs['dropped']} dropped because {len(report.failed_files)} file(s) could not be used), judged by "
+                f"**{report.summary['matcher']['name']}**. Pair quality = the lower of the two images; pAUC up to "
+                f"r = {report.summary['protocol']['pauc_limit']:g}, \u00d710\u00b3. **Lower is better.**")
+    settings = dict.fromkeys((curve.fmr, curve.threshold_mode) for curve in report.curves)  # run_eval's order
+    table = "\n".join(
+        f"**FMR {format_fmr(fmr)}, threshold {_THRESHOLD_MODE_LABELS.get(mode, mode)}**\n\n"
+        + edc_table_markdown([c for c in report.curves if (c.fmr, c.threshold_mode) == (fmr, mode)])
+        for fmr, mode in settings)
+    plots = [(str(path), path.name) for path in report.plot_paths]
+    notes = overview + "\n\n" + _eval_warnings(report, skipped, names, random_weights)
+    per_file = report.json_path.with_name("eval_files.csv")  # run_eval writes it beside eval.json
+    downloads = [str(path) for path in (report.json_path, report.markdown_path, per_file) if path.is_file()]
+    return plots, table, notes, downloads
 
 
 # ----------------------------------------------------------------------------------------------- about

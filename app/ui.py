@@ -1,4 +1,4 @@
-"""The Gradio layout: five tabs wired to the functions in app.handlers, each also a named API endpoint."""
+"""The Gradio layout: six tabs wired to the functions in app.handlers, each also a named API endpoint."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ CSS = """
 .banner {border: 2px solid #d97706; border-radius: 8px; padding: .6em 1em; background: #fff7ed;}
 .banner, .banner * {color: #7c2d12 !important;}
 .fill-image img {width: 100%; height: 100%; object-fit: contain;}
+.compact-table table {font-size: .85em;}
+.compact-table th, .compact-table td {white-space: nowrap; padding: .25em .5em;}
+#eval-plots .fixed-height {max-height: none;}  /* every EDC plot in view, not a 55vh box with a scrollbar */
 """
 
 METHOD_MD = r"""
@@ -200,6 +203,43 @@ def build_demo() -> gr.Blocks:
                             lowest = gr.Gallery(label="Lowest scores", columns=2, height="auto", format="png")
                             highest = gr.Gallery(label="Highest scores", columns=2, elem_id="batch-highest", height="auto", format="png")
 
+            # ---------------------------------------------------------------------------- Evaluate
+            with gr.Tab("Evaluate", id="evaluate"):
+                gr.Markdown("Does the score predict recognition errors? Error-versus-Discard curves (EDC): discard the "
+                            "lowest-quality pairs first and watch the false non-match rate (FNMR) at a fixed false "
+                            "match rate (FMR), judged by an independent recogniser, next to baselines (random discard, "
+                            "sharpness, brightness, face size). The same evaluation as `attn-fiqa eval`.")
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=300):
+                        eval_source = gr.Radio(list(handlers.EVAL_SOURCES), value=handlers.DEMO_SET, label="Data",
+                                               elem_id="eval-source")
+                        eval_zip = gr.File(label="Zip of identity folders (one sub-folder per person)",
+                                           file_types=[".zip"], elem_id="eval-zip", height=120)
+                        eval_backbones = gr.Dropdown(handlers.backbone_choices(), value=[startup.default_backbone],
+                                                     multiselect=True, label="Quality backbones (one curve each)",
+                                                     elem_id="eval-backbones")
+                        eval_random = gr.Checkbox(False, label=RANDOM_LABEL, elem_id="eval-random")
+                        eval_matcher = gr.Dropdown(handlers.matcher_choices(), value="sface", label="Matcher",
+                                                   info="the recogniser that decides match / non-match; never the "
+                                                        "quality model", elem_id="eval-matcher")
+                        with gr.Row():
+                            eval_fmrs = gr.CheckboxGroup(handlers.fmr_choices(), value=list(handlers.DEFAULT_FMRS),
+                                                         label="FMR", elem_id="eval-fmrs", min_width=120)
+                            eval_modes = gr.CheckboxGroup(handlers.threshold_mode_choices(),
+                                                          value=list(handlers.THRESHOLD_MODES),
+                                                          label="Threshold mode", elem_id="eval-modes", scale=2)
+                        eval_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
+                    with gr.Column(scale=3):
+                        eval_warnings = gr.Markdown("Pick the data and backbones, then press *Evaluate*.",
+                                                    elem_id="eval-warnings", latex_delimiters=[])
+                        eval_plots = gr.Gallery(label="EDC plots (FNMR against the fraction of pairs discarded)",
+                                                columns=2, height="auto", format="png", elem_id="eval-plots",
+                                                object_fit="contain")
+                        eval_table = gr.Markdown(elem_id="eval-table", elem_classes=["compact-table"],
+                                                 latex_delimiters=[])
+                        eval_files = gr.File(label="Report: eval.json, eval.md, per-file scores (CSV)",
+                                             file_count="multiple", interactive=False, elem_id="eval-files")
+
             # ------------------------------------------------------------------------------ About
             with gr.Tab("About", id="about"):
                 gr.Markdown(METHOD_MD, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
@@ -236,6 +276,11 @@ def build_demo() -> gr.Blocks:
                              concurrency_limit=1, **raw)
         batch_button.click(handlers.batch, [batch_files] + model_inputs + [colormap, opacity, centre_crop],
                            [batch_table, lowest, highest, batch_csv, batch_md], api_name="batch", concurrency_limit=1)
+        # An uploaded zip is what the user wants evaluated: switch the data source to it (in the browser).
+        eval_zip.upload(None, None, eval_source, js=f"() => {handlers.UPLOADED_ZIP!r}", api_visibility="private")
+        eval_button.click(handlers.evaluate, [eval_source, eval_zip, eval_backbones, eval_random, eval_matcher,
+                                              eval_fmrs, eval_modes], [eval_plots, eval_table, eval_warnings, eval_files],
+                          api_name="evaluate", concurrency_limit=1)
         gr.api(handlers.about, api_name="about")
     return demo
 

@@ -1,6 +1,6 @@
 """Launch the app and save a screenshot of each tab (headless Chromium via Playwright).
 
-    python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,about}.png
+    python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
 
 Without face-trained weights the app's default backbone cannot run, so the script ticks the random-weights
@@ -109,6 +109,14 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
             page.wait_for_selector("#batch-highest img", timeout=TIMEOUT_MS)
             wait_idle(page)
             shot("batch")
+
+            open_tab(page, "Evaluate")  # the bundled demo set, the default backbone, sface
+            if needs_random:
+                page.locator("#eval-random input[type=checkbox]").check()
+            page.locator("#evaluate").click()
+            page.wait_for_selector("#eval-plots img", timeout=TIMEOUT_MS)
+            wait_idle(page)
+            shot("evaluate")
 
             open_tab(page, "About")
             wait_idle(page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from attn_core.api import FaceQualityModel, ScoreOptions  # noqa: E402
 from attn_core.degrade import DEGRADATIONS, degrade  # noqa: E402
+from attn_core.eval_commands import demo_identity_folder, run_eval  # noqa: E402
+from attn_core.evaluation import format_fmr  # noqa: E402
 from attn_core.matcher import cosine, get_matcher  # noqa: E402
 from attn_core.registry import DEFAULT_BACKBONE, get_spec, weights_available  # noqa: E402
 from attn_core.render import crop_overlay  # noqa: E402
@@ -80,7 +83,7 @@ def _inspect(client: Client, image=PHOTO, backbone=TINY, random_weights=True, ap
 def test_every_ui_function_is_a_named_endpoint(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/sweep",
-            "/compare", "/batch", "/about"} <= names
+            "/compare", "/batch", "/evaluate", "/about"} <= names
 
 
 def test_queue_bounds_concurrency_and_waiting(server):
@@ -298,6 +301,87 @@ def test_zip_limits(tmp_path):
     inputs = handlers._collect([str(many)])
     assert not inputs.files and "limit" in inputs.errors[0][1]
     shutil.rmtree(inputs.folder)
+
+
+EVAL_MODES = ["per_fraction", "fixed"]
+
+
+def _evaluate(client: Client, source="demo", data_zip=None, backbones=(TINY,), random_weights=True, matcher="sface",
+              fmrs=(1e-3,), modes=EVAL_MODES):
+    return client.predict(source, None if data_zip is None else handle_file(str(data_zip)), list(backbones),
+                          random_weights, matcher, list(fmrs), list(modes), api_name="/evaluate")
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("| ")]
+    return [row for row in rows if row[0] != "Method"]  # without the headers
+
+
+def _assert_same_evaluation(outputs, expected) -> None:
+    """The tab shows exactly what run_eval computed: table rows, plots, warnings, verdicts and the eval.json curves."""
+    plots, table, warnings, downloads = outputs
+    rows = _table_rows(table)
+    assert len(rows) == len(expected.curves)
+    for row, curve in zip(rows, expected.curves):
+        assert row[0] == curve.method and row[1] == format_fmr(curve.fmr)
+        assert row[3] == f"{curve.fnmr[0]:.4f}" and row[4] == f"{curve.auc:.4f}" and row[5] == f"{1000 * curve.pauc:.2f}"
+    assert f"**{expected.n_pairs_used} pairs**" in warnings
+    assert [plot["caption"] for plot in plots] == [path.name for path in expected.plot_paths]
+    assert all(_png(plot["image"]).shape[0] > 200 for plot in plots)
+    for line in expected.warnings + expected.verdicts:
+        assert line in warnings
+    assert sorted(Path(path).name for path in downloads) == ["eval.json", "eval.md", "eval_files.csv"]
+    written = json.loads(Path(next(p for p in downloads if p.endswith("eval.json"))).read_text())
+    for key in ("curves", "pairs", "quality_models", "verdicts", "warnings"):
+        assert written[key] == expected.summary[key], key
+
+
+def test_evaluate_demo_set_matches_run_eval(client, tmp_path):
+    outputs = _evaluate(client)
+    expected = run_eval(demo_identity_folder(tmp_path), [TINY], "sface", tmp_path / "out", random_init=True,
+                        fmrs=[1e-3], threshold_modes=EVAL_MODES, use_cache=False)
+    _assert_same_evaluation(outputs, expected)
+    assert any("is not resolved" in w for w in expected.warnings)  # 19 impostor pairs cannot resolve FMR 1e-3
+    assert "Random weights" in outputs[2]
+
+
+def test_evaluate_zip_of_identity_folders(client, tmp_path):
+    photos = {"A": ["person_a_1.jpg", "person_a_2.jpg"], "B": ["person_b_1.jpg", "person_b_2.jpg"],
+              "C": ["impostor_1.jpg"]}
+    members = {f"faces/{who}/{name}": (EXAMPLES / name).read_bytes() for who, names in photos.items() for name in names}
+    members |= {"__MACOSX/faces/A/._person_a_1.jpg": b"resource fork", "loose.jpg": b"x", "faces/A/notes.txt": b"hi"}
+    archive = _zip(tmp_path / "people.zip", members)
+    outputs = _evaluate(client, source="zip", data_zip=archive, fmrs=(1e-4,), modes=["fixed"])
+    for who, names in photos.items():  # the same layout on disk, evaluated directly
+        (tmp_path / "direct" / who).mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(EXAMPLES / name, tmp_path / "direct" / who / name)
+    expected = run_eval(tmp_path / "direct", [TINY], "sface", tmp_path / "out", random_init=True, fmrs=[1e-4],
+                        threshold_modes=["fixed"], use_cache=False)
+    _assert_same_evaluation(outputs, expected)
+    warnings = outputs[2]
+    assert "`people.zip/loose.jpg`: Not inside an identity folder" in warnings
+    assert "`people.zip/faces/A/notes.txt`: Not an image" in warnings
+    assert "MACOSX" not in warnings
+
+
+def test_evaluate_errors_are_plain_sentences(client, tmp_path):
+    with pytest.raises(AppError, match="Or tick"):
+        _evaluate(client, random_weights=False)
+    with pytest.raises(AppError, match="Upload a zip"):
+        _evaluate(client, source="zip")
+    with pytest.raises(AppError, match="Tick at least one backbone"):
+        _evaluate(client, backbones=())
+    with pytest.raises(AppError, match="independent"):
+        _evaluate(client, matcher="cvlface-vit-s-adaface", backbones=("cvlface-vit-s-adaface",))
+    flat = _zip(tmp_path / "flat.zip", {"a.jpg": (EXAMPLES / "person_a_1.jpg").read_bytes()})
+    with pytest.raises(AppError, match="no usable image inside an identity folder"):
+        _evaluate(client, source="zip", data_zip=flat)
+    single = _zip(tmp_path / "single.zip", {"A/a.jpg": (EXAMPLES / "person_a_1.jpg").read_bytes()})
+    with pytest.raises(AppError, match="single.zip needs at least two identity") as caught:
+        _evaluate(client, source="zip", data_zip=single)
+    assert "attn_fiqa_eval" not in str(caught.value)  # names the user's zip, not our temporary folder
 
 
 def test_cli_registers_app_command():
