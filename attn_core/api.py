@@ -52,7 +52,13 @@ class FaceQualityModel:
         device: str | None = None,
         random_init: bool = False,
         num_heads: int | None = None,
+        autocast: str | None = None,
+        compile: bool = False,
     ) -> None:
+        """``autocast``: None (fp32, the reference scores), 'bf16' or 'fp16' mixed precision for the blocks (faster on
+        GPUs and AMX CPUs; scores shift, see benchmarks/RESULTS.md). ``compile``: run the blocks through torch.compile."""
+        self.autocast = autocast
+        self.compile = compile
         if isinstance(backbone, Backbone):
             self.backbone = backbone
         else:
@@ -67,7 +73,8 @@ class FaceQualityModel:
         """Score already-aligned 112x112 RGB uint8 crops."""
         return score_faces(self.backbone, aligned, block=options.block, heads=options.heads,
                            aggregation=options.aggregation, tokens=options.tokens,
-                           with_embedding=with_embedding, batch_size=batch_size)
+                           with_embedding=with_embedding, batch_size=batch_size,
+                           autocast=self.autocast, compile=self.compile)
 
     def score_aligned(self, faces: Sequence[AlignedFace], options: ScoreOptions = ScoreOptions(), *,
                       with_embedding: bool = False) -> list[QualityResult]:

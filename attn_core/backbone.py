@@ -33,6 +33,7 @@ class Backbone:
         self.device = device
         self.weights = weights  # where the weights came from, or "random (seed N)"
         self.lock = threading.Lock()  # hooks are per-module state: one capture at a time per backbone
+        self._compiled: dict[int, object] = {}  # block -> torch.compile'd tokens_before, built on first use
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -62,8 +63,19 @@ class Backbone:
         std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
         return (tensor - mean) / std
 
-    def tokens_before(self, images: torch.Tensor, block: int) -> torch.Tensor:
-        """Token sequence entering ``block``: embedding plus every earlier block, nothing more."""
+    def tokens_before(self, images: torch.Tensor, block: int, *, compile: bool = False) -> torch.Tensor:
+        """Token sequence entering ``block``: embedding plus every earlier block, nothing more.
+
+        ``compile`` runs the same code through ``torch.compile`` (compiled once per block index and reused).
+        """
+        if compile:
+            compiled = self._compiled.get(block)
+            if compiled is None:
+                compiled = self._compiled[block] = torch.compile(functools.partial(self._tokens_before, block=block))
+            return compiled(images)
+        return self._tokens_before(images, block)
+
+    def _tokens_before(self, images: torch.Tensor, block: int) -> torch.Tensor:
         model = self.model
         if self.spec.family == "face_vit":
             tokens = model.embed_tokens(images)

@@ -59,8 +59,11 @@ class AttentionCapture:
         return hook
 
 
-def run_to_qkv(backbone, images: torch.Tensor, block: int) -> None:
-    """Forward only as far as ``block``'s qkv projection: earlier blocks in full, then norm1 and qkv of ``block``."""
-    tokens = backbone.tokens_before(images, block)
+def run_to_qkv(backbone, images: torch.Tensor, block: int, *, compile: bool = False) -> None:
+    """Forward only as far as ``block``'s qkv projection: earlier blocks in full, then norm1 and qkv of ``block``.
+
+    The hooked qkv runs eagerly even with ``compile``, so capture never depends on how a compiler treats hooks.
+    """
+    tokens = backbone.tokens_before(images, block, compile=compile)
     target = backbone.blocks[block]
     target.attn.qkv(target.norm1(tokens))

@@ -7,6 +7,7 @@ O(N^2 d), and equals the explicit mean up to float rounding (tests compare again
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
@@ -137,26 +138,68 @@ def key_means(query_key: QueryKey, num_prefix_tokens: int) -> tuple[torch.Tensor
     return both[:, :, 0], both[:, :, 1]
 
 
+# On CPU a batch runs in micro-batches whose widest activation (MLP hidden or qkv output) stays under this many
+# bytes: larger buffers are fresh mmap'd pages for glibc's allocator, and page-faulting them cost ~15% of the CPU
+# time at batch 64 on the ViT-S shape (benchmarks/RESULTS.md). Per-image results do not depend on the split.
+CPU_ACTIVATION_BUDGET = 16 * 2**20
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def micro_batch_size(backbone: Backbone, batch: int) -> int:
+    """Images per forward: the whole batch on accelerators, a cache-friendly slice of it on CPU."""
+    if backbone.device.type != "cpu":
+        return max(batch, 1)
+    spec = backbone.spec
+    widest = max(3 * spec.embed_dim, int(round(spec.embed_dim * spec.mlp_ratio)))
+    per_image = spec.num_tokens * widest * 4
+    return max(1, min(batch, CPU_ACTIVATION_BUDGET // per_image))
+
+
+def _autocast(backbone: Backbone, autocast: str | None):
+    """Mixed precision for the blocks (an opt-in; scores then differ from fp32, see benchmarks/RESULTS.md)."""
+    if autocast in (None, "", "off", "fp32"):
+        return contextlib.nullcontext()
+    if autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f"Unknown autocast {autocast!r}; choose 'bf16', 'fp16' or None (fp32).")
+    return torch.autocast(backbone.device.type, dtype=AUTOCAST_DTYPES[autocast])
+
+
 def attention_stats(
-    backbone: Backbone, images: torch.Tensor, block: int = -1, with_embedding: bool = False
+    backbone: Backbone,
+    images: torch.Tensor,
+    block: int = -1,
+    with_embedding: bool = False,
+    *,
+    autocast: str | None = None,
+    compile: bool = False,
 ) -> tuple[list[AttentionStats], np.ndarray | None]:
-    """One forward pass over a batch: stop after ``block``'s q/k unless the embedding is also wanted."""
+    """One forward pass over a batch: stop after ``block``'s q/k unless the embedding is also wanted.
+
+    ``autocast`` ('bf16'/'fp16') runs the blocks in mixed precision; the captured q/k and the product that makes
+    the score stay fp32. ``compile`` runs the blocks before ``block`` through ``torch.compile``.
+    """
     index = backbone.block_index(block)
     spec = backbone.spec
-    embeddings = None
+    step = micro_batch_size(backbone, images.shape[0])
+    means_all, means_patch, embeddings = [], [], []
     with backbone.lock, torch.inference_mode(), AttentionCapture(backbone.blocks, [index]) as capture:
-        if with_embedding:
-            embeddings = backbone.embedding(images).cpu().numpy()
-        else:
-            run_to_qkv(backbone, images, index)
-        means_all, means_patch = key_means(capture.query_key[index], spec.num_prefix_tokens)
-    means_all = means_all.double().cpu().numpy()
-    means_patch = means_patch.double().cpu().numpy()
+        for start in range(0, images.shape[0], step):
+            chunk = images[start : start + step]
+            with _autocast(backbone, autocast):
+                if with_embedding:
+                    embeddings.append(backbone.embedding(chunk))
+                else:
+                    run_to_qkv(backbone, chunk, index, compile=compile)
+            chunk_all, chunk_patch = key_means(capture.query_key.pop(index), spec.num_prefix_tokens)
+            means_all.append(chunk_all)
+            means_patch.append(chunk_patch)
+    means_all_np = torch.cat(means_all).double().cpu().numpy()
+    means_patch_np = torch.cat(means_patch).double().cpu().numpy()
     stats = [
-        AttentionStats(means_all[b], means_patch[b], spec.num_prefix_tokens, spec.grid, spec.name, index)
+        AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index)
         for b in range(images.shape[0])
     ]
-    return stats, embeddings
+    return stats, torch.cat(embeddings).float().cpu().numpy() if with_embedding else None
 
 
 def score_faces(
@@ -169,6 +212,8 @@ def score_faces(
     tokens: str = "all",
     with_embedding: bool = False,
     batch_size: int = 64,
+    autocast: str | None = None,
+    compile: bool = False,
 ) -> list[QualityResult]:
     """Score aligned RGB uint8 crops (the one scoring path used by the API, CLI and app)."""
     faces = np.stack(list(aligned)) if not isinstance(aligned, np.ndarray) else aligned
@@ -177,7 +222,7 @@ def score_faces(
     results: list[QualityResult] = []
     for start in range(0, len(faces), batch_size):
         batch = backbone.preprocess(faces[start : start + batch_size])
-        stats, embeddings = attention_stats(backbone, batch, block, with_embedding)
+        stats, embeddings = attention_stats(backbone, batch, block, with_embedding, autocast=autocast, compile=compile)
         for offset, image_stats in enumerate(stats):
             result = summarize(image_stats, heads=heads, aggregation=aggregation, tokens=tokens)
             if embeddings is not None:

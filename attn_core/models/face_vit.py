@@ -25,7 +25,7 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.ReLU6()
+        self.act = nn.ReLU6(inplace=True)  # in place: one fewer (tokens x hidden) buffer per block
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -48,8 +48,10 @@ class Attention(nn.Module):
         batch, num_tokens, dim = tokens.shape
         qkv = self.qkv(tokens).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        # insightface computes the product in fp32; SDPA in the input dtype is equal in fp32 and faster.
-        out = nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(tokens.dtype)
+        # insightface computes the product in fp32, also under mixed precision: autocast would lower SDPA to
+        # fp16/bf16, so it is switched off here. SDPA in fp32 equals the explicit softmax(QK^T)V and is faster.
+        with torch.autocast(tokens.device.type, enabled=False):
+            out = nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(tokens.dtype)
         return self.proj(out.transpose(1, 2).reshape(batch, num_tokens, dim))
 
 
