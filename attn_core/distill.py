@@ -651,8 +651,8 @@ def quality_sweep(model: FaceViT, crops: np.ndarray, levels: int = 6, seed: int 
     rows = []  # (face, degradation, strength, score, utility)
     for d_index, name in enumerate(DEGRADATIONS):
         for s_index, strength in enumerate(strengths):
-            degraded = np.stack([degrade(crop, name, float(strength), seed=seed * 100003 + f * 101 + d_index)
-                                 for f, crop in enumerate(crops)])
+            # Seed per face, shared by every degradation and strength: the convention of `attn-fiqa sweep`.
+            degraded = np.stack([degrade(crop, name, float(strength), seed=seed + f) for f, crop in enumerate(crops)])
             _, scores = student_embed(model, degraded)
             utility = (matcher.embed(list(degraded)) * clean_sface).sum(axis=1)
             for f in range(len(crops)):
@@ -669,6 +669,12 @@ def quality_sweep(model: FaceViT, crops: np.ndarray, levels: int = 6, seed: int 
         "auc_low_score_flags_failure": roc_auc(-score[pooled & failure], -score[pooled & ~failure])
         if (failure & pooled).any() and (~failure & pooled).any() else float("nan"),
         "clean_score_mean": float(score[(level == 0) & (kind == 0)].mean()),
+        # Diagnostic only, never a shipped score: does the student's attention carry quality with the opposite sign?
+        "diagnostic_negated_score": {
+            "spearman_utility_pooled": float(spearmanr(-score[pooled], utility[pooled])[0]),
+            "auc_failure": roc_auc(score[pooled & failure], score[pooled & ~failure])
+            if (failure & pooled).any() and (~failure & pooled).any() else float("nan"),
+        },
         "per_degradation": {},
     }
     for d_index, name in enumerate(DEGRADATIONS):
