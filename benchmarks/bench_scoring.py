@@ -22,6 +22,7 @@ import torch
 
 from common import MODELS, header, interleaved, load_average, matmul_rate, pick_device, ratio, table
 
+from attn_core import quality
 from attn_core.backbone import Backbone, load_backbone
 from attn_core.quality import attention_stats, micro_batch_size
 from attn_core.specs import BackboneSpec
@@ -79,11 +80,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="timed rounds per path (default: 10 / 5 / 3 for batch 1 / 8 / 64)")
     parser.add_argument("--device")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--budget-mib", type=float,
+                        help="override quality.CPU_ACTIVATION_BUDGET (CPU micro-batch size); 0 = whole batch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.budget_mib is not None:
+        quality.CPU_ACTIVATION_BUDGET = int(args.budget_mib * 2**20) if args.budget_mib > 0 else 2**62
     device = pick_device(args.device)
     print(header("Scoring throughput (fp32, inference mode)", device))
+    budget = quality.CPU_ACTIVATION_BUDGET
+    print(f"- CPU micro-batch budget: {budget / 2**20:.0f} MiB of widest activation" if budget < 2**62 else
+          "- CPU micro-batch budget: off (`--budget-mib 0`: whole batch in one forward)")
     peak = matmul_rate(device)
     print(f"- fp32 torch.matmul 2048x2048: {peak:.0f} GFLOP/s (best of 5; the roofline below)\n")
     rows = []
