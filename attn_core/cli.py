@@ -25,13 +25,20 @@ def _parse_heads(text: str | None) -> tuple[int, ...] | None:
         raise argparse.ArgumentTypeError(f"--heads takes head numbers like '0,3,5' or 'all', not {text!r}") from None
 
 
-def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every model-using command shares."""
+def add_backbone_arguments(parser: argparse.ArgumentParser, precision_options: bool = True) -> None:
+    """The options every model-using command shares (``precision_options``: --autocast/--compile, which change
+    scores or start-up and so are offered only where nothing caches scores)."""
     parser.add_argument("--backbone", default="", help=f"registry name or timm name (default: {DEFAULT_BACKBONE})")
     parser.add_argument("--weights", help="checkpoint file, Hugging Face style folder, or hf://owner/repo[/file]")
     parser.add_argument("--num-heads", type=int, help="head count, for checkpoints whose architecture is read from the file")
     parser.add_argument("--random-init", action="store_true", help="seeded random weights (tests/teaching only)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    if precision_options:
+        parser.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
+                            help="mixed precision for the blocks (GPU speed-up; scores shift slightly, default fp32)")
+        parser.add_argument("--compile", action="store_true", help="run the blocks through torch.compile (slow first call)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (1 is fastest on a busy shared CPU; default: torch's choice)")
 
 
 def add_score_options(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +52,12 @@ def add_score_options(parser: argparse.ArgumentParser) -> None:
 def _load_model(args: argparse.Namespace):
     from attn_core.api import FaceQualityModel
 
-    return FaceQualityModel(args.backbone, weights=args.weights, device=args.device,
-                            random_init=args.random_init, num_heads=args.num_heads)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return FaceQualityModel(args.backbone, weights=args.weights, device=args.device, random_init=args.random_init,
+                            num_heads=args.num_heads, autocast=args.autocast, compile=args.compile)
 
 
 def cmd_score(args: argparse.Namespace) -> int:

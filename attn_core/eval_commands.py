@@ -863,7 +863,15 @@ def _print_failures(failed: Sequence[tuple[Path, str]]) -> None:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
 
 
+def _apply_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _apply_threads(args)
     if (args.pairs is None) == (args.data is None):
         raise ValueError("give either an identity folder (DATA) or --pairs CSV, not both or neither")
     data = args.pairs or args.data
@@ -894,6 +902,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    _apply_threads(args)
     progress, close = _tqdm_progress(args.quiet, "sweep")
     try:
         report = run_sweep(
@@ -918,7 +927,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     from attn_core.cli import add_backbone_arguments, add_score_options
 
-    add_backbone_arguments(parser)
+    add_backbone_arguments(parser, precision_options=False)
     add_score_options(parser)
     # Several quality models per run: --backbone and --weights repeat (same order); this replaces the shared
     # single-valued options (the parser is created with conflict_handler="resolve").
