@@ -787,17 +787,20 @@ def _native_dlib_descriptors(contexts: np.ndarray, teacher_model: Path) -> list[
 def _build_teacher(args: argparse.Namespace) -> Teacher:
     teacher = DlibTeacher(find_teacher_model(args.teacher_model or None), args.teacher_pad, args.teacher_border)
     if not args.no_center:  # the centre is estimated on clean TRAINING crops only
-        teacher.center = teacher_center(teacher, load_faces(args.faces, "train").aligned, args.teacher_center)
+        cache = args.teacher_center or Path(args.faces).with_name("teacher_center.npz")
+        teacher.center = teacher_center(teacher, load_faces(args.faces, "train").aligned, cache)
     return teacher
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--faces", default="/work/runs/distill/faces.npz", help="output of the prepare step")
+    parser.add_argument("--faces", default="distill_out/faces.npz", help="output of the prepare step")
     parser.add_argument("--teacher-model", default="", help=f"path to {TEACHER_MODEL_FILE}")
-    parser.add_argument("--teacher-pad", type=float, default=0.0, help="crop->chip padding, fraction of 112 per side")
+    parser.add_argument("--teacher-pad", type=float, default=0.2,
+                        help="crop->chip padding, fraction of 112 per side (0.2: best separation in teacher-mapping)")
     parser.add_argument("--teacher-border", choices=("constant", "replicate"), default="constant")
-    parser.add_argument("--teacher-center", default="/work/runs/distill/teacher_center.npz",
-                        help="cache of the mean dlib descriptor of clean training crops (computed when missing)")
+    parser.add_argument("--teacher-center", default="",
+                        help="cache of the mean dlib descriptor of clean training crops (computed when missing; "
+                        "default: teacher_center.npz beside --faces)")
     parser.add_argument("--no-center", action="store_true", help="use raw dlib descriptors (not recommended)")
 
 
@@ -807,14 +810,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
     prepare = commands.add_parser("prepare", help="align A-O portraits (never opens P-Z) and split train/val")
     prepare.add_argument("--data-dir", required=True)
-    prepare.add_argument("--out", default="/work/runs/distill/faces.npz")
+    prepare.add_argument("--out", default="distill_out/faces.npz")
     prepare.add_argument("--val-fraction", type=float, default=0.15)
     prepare.add_argument("--seed", type=int, default=0)
 
     train_cmd = commands.add_parser("train", help="distil dlib's ResNet into a FaceViT")
     _add_common(train_cmd)
     defaults, arch = TrainConfig(faces="", out_dir=""), StudentConfig()
-    train_cmd.add_argument("--out-dir", default="/work/runs/distill/run")
+    train_cmd.add_argument("--out-dir", default="distill_out/run")
     for name in ("steps", "stop_at", "batch_size", "teacher_batch", "replay", "warmup", "seed", "workers", "threads",
                  "keep_every"):
         train_cmd.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))

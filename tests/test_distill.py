@@ -148,3 +148,10 @@ def test_dlib_teacher_wrapper(tmp_path: Path) -> None:
         distill.find_teacher_model(tmp_path / "missing.dat")
     chip = distill.crop_to_chip(np.zeros((112, 112, 3), np.uint8), pad=0.2)
     assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+
+
+def test_roc_auc_matches_pairwise_count() -> None:
+    rng = np.random.default_rng(1)
+    positive, negative = rng.integers(0, 5, 30).astype(float), rng.integers(0, 5, 40).astype(float)
+    pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in positive for n in negative])
+    assert distill.roc_auc(positive, negative) == pytest.approx(pairwise)
