@@ -157,3 +157,29 @@ def test_hf_hub_offline_from_local_cache(reference, tmp_path: Path, monkeypatch)
     assert [r.score for r in score_faces(backbone, FACES)] == pytest.approx(scores, rel=1e-6)
     with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
         load_backbone("test-face-vit-p9", weights="hf://someone/absent-repo", device="cpu")
+
+
+def test_transface_gated_checkpoint_from_file_alone(tmp_path: Path) -> None:
+    """TransFace's SE gate (senet.0/senet.2) is recognised from the keys; the embedding applies it per patch."""
+    from attn_core.models.face_vit import FaceViT
+
+    torch.manual_seed(9)
+    model = FaceViT(patch_size=9, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, out_dim=16, gated=True,
+                    mask_token=True).eval()
+    state = model.state_dict()
+    assert {"senet.0.weight", "senet.2.weight", "mask_token"} <= set(state)
+    path = tmp_path / "transface_tiny.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    backbone = load_backbone(weights=path, num_heads=4, device="cpu")
+    assert backbone.spec.gated and backbone.spec.grid == (12, 12)
+    result = score_faces(backbone, FACES, with_embedding=True)
+    images = backbone.preprocess(FACES)
+    with torch.no_grad():  # gate by hand: sigmoid weights from the flattened normed tokens scale each patch
+        tokens = model.patch_embed(images) + model.pos_embed
+        for block in model.blocks:
+            tokens = block(tokens)
+        normed = model.norm(tokens)
+        flat = normed.reshape(len(FACES), -1)
+        gate = torch.sigmoid(torch.relu(flat @ state["senet.0.weight"].T) @ state["senet.2.weight"].T)
+        expected = torch.nn.functional.normalize(model.feature((normed * gate.unsqueeze(-1)).reshape(len(FACES), -1)), dim=-1)
+    np.testing.assert_allclose(np.stack([r.embedding for r in result]), expected.numpy(), rtol=1e-4, atol=1e-5)
