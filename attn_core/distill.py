@@ -546,53 +546,32 @@ def load_student(path: str | os.PathLike, student: StudentConfig | None = None) 
     return model.eval(), student
 
 
-def _score_from_block(block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean over heads, rows and columns of (Q K^T) d^-0.5, with Q, K from the block's own qkv on LN1(tokens)."""
-    batch, num_tokens, dim = tokens.shape
-    heads = block.attn.num_heads
-    qkv = block.attn.qkv(block.norm1(tokens)).reshape(batch, num_tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-    q, k = block.attn.q_norm(qkv[0]), block.attn.k_norm(qkv[1])
-    logits = (q.float() @ k.float().transpose(-2, -1)) * (dim // heads) ** -0.5
-    return logits.mean(dim=(1, 2, 3))
+def student_backbone(model: FaceViT):
+    """The student as an attn_core Backbone, so validation scores it through the one scoring path."""
+    from attn_core.backbone import Backbone, spec_from_checkpoint
+
+    spec = spec_from_checkpoint(model.state_dict(), "distillation-student", model.blocks[0].attn.num_heads)
+    return Backbone(spec, model, next(model.parameters()).device, "distillation student")
 
 
-@torch.no_grad()
-def embed_and_score(model: FaceViT, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(un-normalised embeddings, last-block ATTN-FIQA scores) in one pass."""
-    tokens = model.embed_tokens(images)
-    for block in model.blocks[:-1]:
-        tokens = block(tokens)
-    scores = _score_from_block(model.blocks[-1], tokens)
-    return model.head(model.blocks[-1](tokens)), scores
-
-
-def last_block_score(model: FaceViT, images: torch.Tensor) -> torch.Tensor:
-    """ATTN-FIQA score recomputed directly: mean over heads, rows, columns of (Q K^T) d^-0.5 in the last block."""
-    return embed_and_score(model, images)[1]
-
-
-@torch.no_grad()
 def student_embed(model: FaceViT, crops: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """(L2-normalised embeddings, attention scores) for uint8 crops."""
-    embeddings, scores = [], []
-    for start in range(0, len(crops), batch):
-        embedding, score = embed_and_score(model, images_to_tensor(crops[start:start + batch]))
-        embeddings.append(F.normalize(embedding, dim=1).numpy())
-        scores.append(score.numpy())
-    return np.concatenate(embeddings), np.concatenate(scores)
+    """(L2-normalised embeddings, ATTN-FIQA last-block scores) for uint8 crops, from one forward pass each."""
+    from attn_core.quality import score_faces
+
+    results = score_faces(student_backbone(model), crops, with_embedding=True, batch_size=batch)
+    return np.stack([r.embedding for r in results]), np.array([r.score for r in results])
 
 
 # ------------------------------------------------------------------------------------------------ validation
 
 
 def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(positive > negative) + 0.5 P(tie): the Mann-Whitney form of the ROC AUC."""
-    from scipy.stats import rankdata
+    """P(positive > negative) + 0.5 P(tie), via attn_core.evaluation.roc_auc (high values flag positives)."""
+    from attn_core.evaluation import roc_auc as evaluation_auc
 
     values = np.concatenate([positive, negative])
-    ranks = rankdata(values)
-    rank_sum = ranks[: len(positive)].sum()
-    return float((rank_sum - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+    flags = np.concatenate([np.ones(len(positive), bool), np.zeros(len(negative), bool)])
+    return evaluation_auc(values, flags, low_score_flags=False)
 
 
 FIXTURE_PAIRS_GENUINE = (("person_a_1", "person_a_2"), ("person_b_1", "person_b_2"))

@@ -85,7 +85,8 @@ def test_loss_is_cosine_distance() -> None:
 def test_score_matches_independent_computation() -> None:
     torch.manual_seed(0)
     model = TINY.build().eval()
-    images = torch.randn(3, 3, 112, 112)
+    crops = np.random.default_rng(0).integers(0, 256, size=(3, 112, 112, 3), dtype=np.uint8)
+    images = distill.images_to_tensor(crops)
     captured = {}
     last = model.blocks[-1]
     handle = last.attn.qkv.register_forward_hook(lambda module, inputs, output: captured.setdefault("qkv", output))
@@ -96,7 +97,11 @@ def test_score_matches_independent_computation() -> None:
     expected = torch.stack([
         torch.stack([(qkv[b, :, 0, h] @ qkv[b, :, 1, h].T).mean() / 4.0 for h in range(2)]).mean() for b in range(3)
     ])
-    assert torch.allclose(distill.last_block_score(model, images), expected, atol=1e-5)
+    embeddings, scores = distill.student_embed(model, crops)
+    np.testing.assert_allclose(scores, expected.numpy(), atol=1e-5)
+    with torch.no_grad():
+        reference = torch.nn.functional.normalize(model(images), dim=1).numpy()
+    np.testing.assert_allclose(embeddings, reference, atol=1e-5)
 
 
 def _faces_file(tmp_path: Path) -> Path:
