@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,16 @@ from typing import Literal
 Family = Literal["face_vit", "timm"]
 WeightsKind = Literal["bundled", "hf", "manual", "timm", "none"]
 
-ASSETS_DIR = Path(os.environ.get("ATTN_FIQA_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+def _assets_dir() -> Path:
+    """The checkout's assets/ (editable installs), else the copy a wheel installs under sys.prefix."""
+    if "ATTN_FIQA_ASSETS" in os.environ:
+        return Path(os.environ["ATTN_FIQA_ASSETS"])
+    checkout = Path(__file__).resolve().parent.parent / "assets"
+    installed = Path(sys.prefix) / "share" / "attn-fiqa" / "assets"
+    return checkout if checkout.is_dir() or not installed.is_dir() else installed
+
+
+ASSETS_DIR = _assets_dir()
 
 
 def weights_home() -> Path:
