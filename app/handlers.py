@@ -847,6 +847,9 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
     notes = overview + "\n\n" + _eval_warnings(report, skipped, names, random_weights)
     per_file = report.json_path.with_name("eval_files.csv")  # run_eval writes it beside eval.json
     downloads = [str(path) for path in (report.json_path, report.markdown_path, per_file) if path.is_file()]
+    for path in downloads:  # the reports name the user's data, not the server's temporary folder
+        text = Path(path).read_text()
+        Path(path).write_text(text.replace(str(root) + "/", "").replace(str(root), shown))
     return plots, table, notes, downloads
 
 
