@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 from common import MODELS, ROOT, header, interleaved, load_average, pick_device, ratio, table
 

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import zipfile
 from pathlib import Path
 
@@ -42,23 +41,6 @@ TINY9 = "test-face-vit-p9"
 # Positional order of the /inspect and /rerender inputs.
 INSPECT_DEFAULTS = dict(block=2, heads=[], aggregation="mean", tokens="all", face_index=0, view=-1, colormap="jet",
                         opacity=0.4, normalisation="per image", vmin=None, vmax=None, centre_crop=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    from app import ui
-
-    demo = ui.launch(host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
-    try:
-        yield demo
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")

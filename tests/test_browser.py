@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -25,21 +24,9 @@ PHOTO = Path(__file__).resolve().parent.parent / "assets" / "examples" / "person
 WAIT_MS = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url():
-    from app import ui
-
-    demo = ui.launch(host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
+def app_url(server) -> str:
+    return server.local_url
 
 
 @pytest.fixture()
