@@ -10,6 +10,11 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--weights", help="serve your own checkpoint (file, Hugging Face style folder or "
+                        "hf://owner/repo[/file]) as the default backbone")
+    parser.add_argument("--backbone", default="", help="the registry name of --weights' architecture (default: read "
+                        "a face-ViT architecture from the file; pass --num-heads if it has no config.json)")
+    parser.add_argument("--num-heads", type=int, help="head count of --weights when the file's architecture is used")
 
 
 def add_app_parser(subparsers) -> None:
@@ -22,11 +27,21 @@ def add_app_parser(subparsers) -> None:
 def cmd_app(args: argparse.Namespace) -> int:
     from app.ui import launch
 
-    launch(host=args.host, port=args.port, share=args.share)
+    if args.backbone and not args.weights:
+        raise ValueError("--backbone names the architecture of --weights FILE; pass --weights too (the app lists "
+                         "every registered backbone without it).")
+    launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
+           num_heads=args.num_heads)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
     _add_options(parser)
-    return cmd_app(parser.parse_args(argv))
+    try:
+        return cmd_app(parser.parse_args(argv))
+    except (ValueError, RuntimeError, FileNotFoundError) as error:  # a bad --weights file: one line, no traceback
+        print(f"python -m app: {error}", file=sys.stderr)
+        return 2

@@ -45,8 +45,12 @@ from attn_core.evaluation import edc_table_markdown, format_fmr  # noqa: E402
 from attn_core.faces import AlignedFace, extract_faces  # noqa: E402
 from attn_core.matcher import available_matchers, cosine, get_matcher  # noqa: E402
 from attn_core.quality import QualityResult  # noqa: E402
+from attn_core.hub import check_reachable, offline_reason  # noqa: E402
 from attn_core.registry import (  # noqa: E402
     DEFAULT_BACKBONE,
+    ONLINE_DEFAULT,
+    installed_default,
+    no_backbone_message,
     TIMM_TEST_MODEL,
     BackboneNotAvailable,
     get_spec,
@@ -114,11 +118,52 @@ class Startup:
     missing_message: str | None
 
 
+# Weights the user gave at launch (``attn-fiqa app --backbone NAME --weights FILE``): backbone name -> file.
+_launch_weights: dict[str, str] = {}
+
+
+def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> str:
+    """Serve ``backbone`` (empty: read the architecture from the file) with the user's checkpoint ``weights``.
+
+    The file is loaded once here, so a bad checkpoint stops the launch with its reason instead of failing later.
+    Returns the backbone name the app lists it under.
+    """
+    model = FaceQualityModel(backbone, weights=weights, num_heads=num_heads)
+    name = backbone or model.spec.name
+    _launch_weights[name] = str(weights)
+    _user_models[name] = model
+    return name
+
+
+_user_models: dict[str, FaceQualityModel] = {}
+
+
+def spec_of(backbone: str) -> BackboneSpec:
+    """The spec of a listed backbone, including one served with the user's own checkpoint."""
+    return _user_models[backbone].spec if backbone in _user_models else get_spec(backbone)
+
+
+def has_weights(spec: BackboneSpec) -> bool:
+    return spec.name in _launch_weights or weights_available(spec)
+
+
+def downloadable(spec: BackboneSpec) -> bool:
+    """Weights on the Hub that this server may download on first use (not in offline mode)."""
+    return spec.weights.kind in ("hf", "timm") and bool(spec.weights.location) and offline_reason() is None
+
+
 def startup_state() -> Startup:
-    try:
-        return Startup(resolve_default(), False, None)
-    except BackboneNotAvailable as error:
-        return Startup(DEFAULT_BACKBONE, False, str(error))
+    """The default backbone at launch, without blocking: installed weights first; else, if the Hub answers, the
+    online default (downloaded on first use, with progress); else the banner with the exact reason."""
+    if _launch_weights:
+        return Startup(next(iter(_launch_weights)), False, None)
+    installed = installed_default()
+    if installed is not None:
+        return Startup(installed, False, None)
+    reason = check_reachable(get_spec(ONLINE_DEFAULT).weights.location)
+    if reason is None:
+        return Startup(ONLINE_DEFAULT, False, None)
+    return Startup(DEFAULT_BACKBONE, False, no_backbone_message(f"Nothing can be downloaded now: {reason}."))
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,11 +175,14 @@ def backbone_specs() -> tuple[BackboneSpec, ...]:
 
 def backbone_choices() -> list[tuple[str, str]]:
     choices = []
-    for spec in backbone_specs():
-        if spec.weights.kind == "none":
+    specs = list(backbone_specs()) + [m.spec for n, m in _user_models.items() if n not in {s.name for s in backbone_specs()}]
+    for spec in specs:
+        if spec.weights.kind == "none" and spec.name not in _launch_weights:
             status = "random weights only"
+        elif has_weights(spec):
+            status = "your weights" if spec.name in _launch_weights else "weights installed"
         else:
-            status = "weights installed" if weights_available(spec) else "weights not installed"
+            status = "downloaded on first use" if downloadable(spec) else "weights not installed"
         kind = "face" if spec.face_trained else "not face-trained"
         choices.append((f"{spec.name}  ({kind}; {status})", spec.name))
     return choices
@@ -144,7 +192,14 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
     """The cached model; never random unless the user ticked the box."""
     if not backbone:
         raise ValueError("Choose a backbone first.")
-    spec = get_spec(backbone)
+    if backbone in _user_models and not random_weights:
+        return _user_models[backbone]
+    spec = spec_of(backbone)
+    if not random_weights and not weights_available(spec) and downloadable(spec):
+        # First use: FaceQualityModel downloads the weights (huggingface_hub's progress bars, which the calling
+        # handler's gr.Progress(track_tqdm=True) shows), then they are cached for every later run.
+        log.info("downloading the weights of %s (first use)", backbone)
+        return FaceQualityModel(backbone)
     if not random_weights and not weights_available(spec):
         raise BackboneNotAvailable(
             f"{how_to_get(spec)} Or tick '{RANDOM_LABEL}' to see the mechanics with random weights (that score "
@@ -155,13 +210,21 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
 
 def backbone_status(backbone: str, random_weights: bool) -> str:
     """The sentence shown under the backbone picker: what the weights are and what the score can mean."""
-    spec = get_spec(backbone)
+    if backbone in _user_models and not random_weights:
+        model = _user_models[backbone]
+        return f"Your weights for **{model.spec.name}**: `{model.backbone.weights_name}` (sha256 " \
+               f"{model.backbone.weights_sha256[:12]}...)."
+    spec = spec_of(backbone)
     lines = []
     if random_weights:
         lines.append(f"**Random weights**: {spec.name} runs with seeded random weights. This shows the mechanics only; "
                      "the score says nothing about face quality.")
     elif spec.weights.kind == "none":
         lines.append(f"**{spec.name} has no trained weights.** Tick '{RANDOM_LABEL}' to run it.")
+    elif not weights_available(spec) and downloadable(spec):
+        size = f"about {spec.weights.size_mb:.0f} MB" if spec.weights.size_mb else "size unknown"
+        lines.append(f"**{spec.name}**: face-trained weights from the Hugging Face Hub ({spec.weights.location}, "
+                     f"{size}), downloaded on first use with a progress bar, then cached. Licence: {spec.weights.licence}.")
     elif not weights_available(spec):
         lines.append(f"**Weights not installed.** {how_to_get(spec)} Or tick '{RANDOM_LABEL}'.")
     else:
@@ -174,7 +237,7 @@ def backbone_status(backbone: str, random_weights: bool) -> str:
 @user_errors
 def backbone_info(backbone: str, random_weights: bool = False):
     """On a backbone change: its status line, block range, heads, token options and card (no forward pass)."""
-    spec = get_spec(backbone)
+    spec = spec_of(backbone)
     heads = [(f"head {h}", h) for h in range(spec.num_heads)]
     views = [("mean of selected heads", MEAN_VIEW)] + heads
     has_prefix = spec.num_prefix_tokens > 0
@@ -191,9 +254,10 @@ def backbone_info(backbone: str, random_weights: bool = False):
 
 
 def backbone_card(backbone: str) -> str:
-    spec = get_spec(backbone)
+    spec = spec_of(backbone)
     rows = "\n".join(f"| {key} | {value} |" for key, value in spec.card().items())
-    available = "installed" if weights_available(spec) else f"not installed. {how_to_get(spec)}"
+    available = "installed" if has_weights(spec) else (
+        "downloaded on first use" if downloadable(spec) else f"not installed. {how_to_get(spec)}")
     return f"### Backbone card: {spec.name}\n\n| field | value |\n|---|---|\n{rows}\n| trained weights | {available} |\n"
 
 
@@ -366,7 +430,8 @@ INSPECT_OUTPUTS = ("photo with face boxes", "aligned crop", "overlay on crop", "
 def inspect(image: Any, backbone: str, random_weights: bool = False, block: int = -1, heads: list[int] | None = None,
             aggregation: str = "mean", tokens: str = "all", face_index: int = 0, view: int = MEAN_VIEW,
             colormap: str = "jet", opacity: float = 0.4, normalisation: str = "per image",
-            vmin: float | None = None, vmax: float | None = None, centre_crop: bool = False):
+            vmin: float | None = None, vmax: float | None = None, centre_crop: bool = False,
+            progress: gr.Progress = gr.Progress(track_tqdm=True)):
     """Score a photo and show why: boxes, crop, overlays, raw map, score in context, per-head maps.
 
     Only the first call for a (photo, backbone, block) runs the model; every other control re-summarises the
@@ -427,7 +492,8 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     details = {
         "score": result.score, "head_scores": [float(s) for s in result.head_scores], "heads": list(result.heads),
         "aggregation": result.aggregation, "tokens": result.tokens, "block": result.block, "backbone": spec.name,
-        "weights": model.backbone.weights, "face_index": index, "faces_found": face.num_faces,
+        "weights": model.backbone.weights, "weights_file": result.weights, "weights_sha256": result.weights_sha256,
+        "face_index": index, "faces_found": face.num_faces,
         "alignment": face.method, "grid": list(spec.grid), "patch_size": spec.patch_size,
         "example_scores": example_scores, "map_is_exact": result.map_is_exact,
     }
@@ -556,7 +622,7 @@ def compare(image: Any, backbones: list[str] | None, random_weights: bool = Fals
         raise ValueError("Tick at least one backbone to compare.")
     gallery, rows = [], []
     for name in backbones:
-        spec = get_spec(name)
+        spec = spec_of(name)
         grid = f"{spec.grid[0]}x{spec.grid[1]}"
         try:
             model = load_model(name, random_weights)
@@ -713,12 +779,13 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
     csv_path = Path(tempfile.mkdtemp(prefix="attn_fiqa_csv_")) / "attn_fiqa_scores.csv"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "block", "heads",
-                         "aggregation", "tokens"])
+        writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "weights_sha256", "block",
+                         "heads", "aggregation", "tokens"])
         heads_text = "all" if options.heads is None else " ".join(map(str, options.heads))
         for shown, score, faces, error in rows:
             writer.writerow([shown, "" if score is None else f"{score:.6f}", "" if faces is None else faces, error,
-                             model.spec.name, model.backbone.weights, block_index, heads_text, options.aggregation,
+                             model.spec.name, model.backbone.weights_name, model.backbone.weights_sha256, block_index,
+                             heads_text, options.aggregation,
                              options.tokens])
     summary = (f"Scored **{len(scored)}** face image(s); **{len(failed)}** could not be scored (see the error column). "
                f"Sorted best first (higher = better)." + _warning(model, random_weights))

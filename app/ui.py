@@ -72,7 +72,7 @@ def _photo_input(label: str, elem_id: str) -> gr.Image:
 
 def build_demo() -> gr.Blocks:
     startup = handlers.startup_state()
-    spec = get_spec(startup.default_backbone)
+    spec = handlers.spec_of(startup.default_backbone)
     with gr.Blocks(title="ATTN-FIQA: face image quality from attention") as demo:
         gr.Markdown("# ATTN-FIQA\nTraining-free face image quality from the pre-softmax attention of a face-recognition "
                     "ViT, with maps that show why. **Higher score = better.**")
@@ -285,8 +285,14 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
-def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, **kwargs):
-    """Build, queue and serve the app; ``prevent_thread_lock=True`` returns at once (tests, scripts)."""
+def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, weights: str | None = None,
+           backbone: str = "", num_heads: int | None = None, **kwargs):
+    """Build, queue and serve the app; ``prevent_thread_lock=True`` returns at once (tests, scripts).
+
+    ``weights``: the user's own checkpoint, served as the default backbone (``backbone`` names its architecture).
+    """
+    if weights:
+        handlers.use_weights(backbone, weights, num_heads)
     demo = build_demo()
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=host, server_port=port, share=share, theme=gr.themes.Soft(), css=CSS,

@@ -13,9 +13,11 @@ from torch import nn
 
 from attn_core.registry import BackboneNotAvailable, get_spec, how_to_get, local_weights
 from attn_core.specs import BackboneSpec
+from attn_core.hub import HubError
 from attn_core.weights import (
     HF_SCHEME,
     CheckpointError,
+    checkpoint_in_folder,
     head_count_from_config,
     infer_face_vit_config,
     load_strict,
@@ -89,9 +91,22 @@ class Backbone:
         """The family's own recognition embedding (full forward), L2-normalised."""
         if self.spec.family == "face_vit":
             features = self.model(images)
-        else:
-            features = self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+        else:  # timm: the face ViTs' 512-d head, or the pooled features of a general ViT (its head dropped)
+            features = self.model(images)
         return nn.functional.normalize(features.float(), dim=-1)
+
+    @property
+    def weights_sha256(self) -> str:
+        """Content hash of the weights file ("" for random weights), memoised per file."""
+        from attn_core.cache import weights_identity
+
+        identity = weights_identity(self.weights)
+        return identity[len("sha256:"):] if identity.startswith("sha256:") else ""
+
+    @property
+    def weights_name(self) -> str:
+        """The weights' file name, or "random (seed N)"."""
+        return Path(self.weights).name if self.weights_sha256 else self.weights
 
 
 def build_module(spec: BackboneSpec) -> nn.Module:
@@ -110,7 +125,49 @@ def build_module(spec: BackboneSpec) -> nn.Module:
         )
     import timm
 
-    return timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **dict(spec.timm_kwargs))
+    # General ViTs drop their classifier (num_classes=0); face ViTs keep their embedding head (timm_kwargs says so).
+    return timm.create_model(spec.timm_name, pretrained=False, **{"num_classes": 0, **dict(spec.timm_kwargs)})
+
+
+def spec_of_timm_model(spec: BackboneSpec, model: nn.Module) -> BackboneSpec:
+    """``spec`` with the numbers a built timm model actually has (a Hub repo's config.json may differ from the
+    registry's description, e.g. a later revision): the model, not the description, decides how it is read."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    return replace(
+        spec,
+        patch_size=int(model.patch_embed.patch_size[0]),
+        grid=tuple(int(g) for g in model.patch_embed.grid_size),
+        embed_dim=int(model.embed_dim),
+        depth=len(model.blocks),
+        num_heads=int(model.blocks[0].attn.num_heads),
+        input_size=int(model.patch_embed.img_size[0]),
+        mean=tuple(float(m) for m in cfg.get("mean", spec.mean)),
+        std=tuple(float(v) for v in cfg.get("std", spec.std)),
+        num_prefix_tokens=int(model.num_prefix_tokens),
+        out_dim=int(getattr(model, "num_classes", 0) or model.num_features),
+    )
+
+
+def _load_timm_hub(spec: BackboneSpec, folder: Path | None) -> nn.Module:
+    """A timm model with its Hub weights through timm's own loaders: ``local-dir:`` for a cached or copied repo
+    folder (config.json + weights; no request), ``hf-hub:`` otherwise (timm downloads through huggingface_hub)."""
+    import timm
+
+    from attn_core.hub import offline_reason
+
+    kwargs = {k: v for k, v in spec.timm_kwargs if not spec.face_trained}  # e.g. DINOv2 at 224 px
+    if not spec.face_trained:
+        kwargs["num_classes"] = 0
+    source = f"local-dir:{folder}" if folder is not None else f"hf-hub:{spec.weights.location}"
+    if folder is None and offline_reason():
+        raise BackboneNotAvailable(f"{spec.name}: not in the local Hugging Face cache and {offline_reason()}. "
+                                   f"{how_to_get(spec)}")
+    try:
+        return timm.create_model(source, pretrained=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as error:
+        if isinstance(error, RuntimeError) and "size mismatch" in str(error) or "Missing key" in str(error):
+            raise CheckpointError(f"{source} does not fit {spec.name}: {str(error)[:600]}") from None
+        raise HubError(f"timm could not load {source}: {type(error).__name__}: {str(error)[:300]}") from None
 
 
 def spec_from_checkpoint(state_dict: dict[str, torch.Tensor], name: str, num_heads: int) -> BackboneSpec:
@@ -135,6 +192,17 @@ def spec_from_checkpoint(state_dict: dict[str, torch.Tensor], name: str, num_hea
 def _resolve_path(spec: BackboneSpec, weights: str | Path | None) -> Path:
     if weights is None:
         found = local_weights(spec)
+        if found is None and spec.weights.kind in ("hf", "timm") and spec.weights.location:
+            from attn_core.hub import offline_reason
+            from attn_core.registry import fetch_weights
+
+            if offline_reason():
+                raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine, and "
+                                           f"{offline_reason()}. {how_to_get(spec)}")
+            try:  # first use: download (progress bar on stderr), cached for every later run
+                return fetch_weights(spec.name)
+            except HubError as error:
+                raise BackboneNotAvailable(f"{spec.name}: {error} {how_to_get(spec)}") from None
         if found is None:
             raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine. {how_to_get(spec)}")
         return found
@@ -193,7 +261,7 @@ def load_backbone(
     device = torch.device(device) if device is not None else _default_device()
     if not name and weights is not None:
         name = "face-vit"
-    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default())
+    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default(download=True))
     if random_init:
         if weights is not None:
             raise ValueError("Pass either weights or random_init=True, not both.")
@@ -202,6 +270,13 @@ def load_backbone(
             spec = replace(spec, num_heads=num_heads)
         return Backbone(spec, build_module(spec), device, f"random (seed {seed})")
     path = _resolve_path(spec, weights)
+    if spec.family == "timm" and (path.is_dir() or path.parent.joinpath("config.json").is_file()) and (
+            weights is None or path.is_dir()):
+        # A Hub repo (cached snapshot or a copied folder): timm's own loader reads its config.json and weights.
+        folder = path if path.is_dir() else path.parent
+        model = _load_timm_hub(spec, folder)
+        weights_file = path if path.is_file() else checkpoint_in_folder(folder)
+        return Backbone(spec_of_timm_model(spec, model), model, device, str(weights_file))
     state_dict = read_state_dict(path)
     if spec.family == "face_vit":
         spec = _fit_face_vit_spec(spec, state_dict, path, num_heads)

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from attn_core.registry import DEFAULT_BACKBONE
+from attn_core.registry import ONLINE_DEFAULT
 
 
 def _parse_heads(text: str | None) -> tuple[int, ...] | None:
@@ -28,7 +28,8 @@ def _parse_heads(text: str | None) -> tuple[int, ...] | None:
 def add_backbone_arguments(parser: argparse.ArgumentParser, precision_options: bool = True) -> None:
     """The options every model-using command shares (``precision_options``: --autocast/--compile, which change
     scores or start-up and so are offered only where nothing caches scores)."""
-    parser.add_argument("--backbone", default="", help=f"registry name or timm name (default: {DEFAULT_BACKBONE})")
+    parser.add_argument("--backbone", default="", help="registry name or timm name (default: the first installed "
+                        f"face-trained backbone; online, {ONLINE_DEFAULT} is downloaded on first use)")
     parser.add_argument("--weights", help="checkpoint file, Hugging Face style folder, or hf://owner/repo[/file]")
     parser.add_argument("--num-heads", type=int, help="head count, for checkpoints whose architecture is read from the file")
     parser.add_argument("--random-init", action="store_true", help="seeded random weights (tests/teaching only)")
@@ -76,6 +77,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     overlay_dir = Path(args.save_overlays) if args.save_overlays else None
     if overlay_dir:
         overlay_dir.mkdir(parents=True, exist_ok=True)
+    weights_name, weights_sha256 = model.backbone.weights_name, model.backbone.weights_sha256
     progress = tqdm(total=len(files), unit="img", desc="scoring", disable=args.quiet, file=sys.stderr)
     seen: set[Path] = set()
     for item in model.score_files(files, options, batch_size=args.batch_size, workers=args.workers,
@@ -88,10 +90,11 @@ def cmd_score(args: argparse.Namespace) -> int:
             continue
         result, face = item.result, item.result.face
         rows.append({
-            "path": str(item.path), "face": item.face_index, "score": f"{result.score:.6f}",
+            "path": str(item.path), "face": item.face_index, "score": result.score,
             "faces_found": face.num_faces, "alignment": face.method, "backbone": result.backbone,
             "block": result.block, "heads": "all" if len(result.heads) == len(result.head_scores) else
             " ".join(map(str, result.heads)), "aggregation": result.aggregation, "tokens": result.tokens,
+            "weights": weights_name, "weights_sha256": weights_sha256,
         })
         if overlay_dir:
             _save_overlay(overlay_dir, item, model.spec)
@@ -121,7 +124,8 @@ def _write_rows(rows: list[dict], out: str | None) -> None:
         Path(out).write_text(json.dumps(rows, indent=1))
         return
     buffer = io.StringIO()
-    fields = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation", "tokens"]
+    fields = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation", "tokens",
+              "weights", "weights_sha256"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
@@ -150,10 +154,21 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from attn_core.registry import fetch_weights
+    from attn_core.registry import ONLINE_DEFAULT, fetch_weights, fetchable, weights_available
 
-    path = fetch_weights(args.name, offline=args.offline)
-    print(f"{args.name}: weights at {path}")
+    if args.list:
+        print(f"{'name':34} {'size':>8}  {'cached':6}  {'Hub repo':52} licence")
+        for spec in fetchable():
+            size = f"{spec.weights.size_mb:.0f} MB" if spec.weights.size_mb else "?"
+            default = " (default)" if spec.name == ONLINE_DEFAULT else ""
+            print(f"{spec.name + default:34} {size:>8}  {'yes' if weights_available(spec) else 'no':6}  "
+                  f"{spec.weights.location:52} {spec.weights.licence}")
+        print("\nAny timm ViT with Hub weights too: `attn-fiqa fetch timm:NAME`. Files go to the Hugging Face cache "
+              "(HF_HOME, default ~/.cache/huggingface).")
+        return 0
+    name = args.name or ONLINE_DEFAULT
+    path = fetch_weights(name, offline=args.offline)
+    print(f"{name}: weights at {path}")
     return 0
 
 
@@ -181,13 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     backbones.set_defaults(func=cmd_backbones)
 
     fetch = sub.add_parser("fetch", help="download a backbone's weights (needs internet) or say how to get them")
-    fetch.add_argument("name")
+    fetch.add_argument("name", nargs="?", default="", help="backbone (default: the online default backbone)")
+    fetch.add_argument("--list", action="store_true", help="what can be fetched, with sizes and licences")
     fetch.add_argument("--offline", action="store_true", help="only look in the local cache")
     fetch.set_defaults(func=cmd_fetch)
 
     for module_name, function_name in (
         ("attn_core.eval_commands", "add_eval_parsers"),
         ("attn_core.distill", "add_distill_parser"),
+        ("attn_core.train.cli", "add_train_parser"),
         ("app.cli", "add_app_parser"),
     ):
         try:

@@ -36,6 +36,8 @@ class AttentionStats:
     grid: tuple[int, int]
     backbone: str
     block: int
+    weights: str = ""  # the weights' file name, or "random (seed N)"
+    weights_sha256: str = ""  # content hash of that file ("" for random weights)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,15 @@ class QualityResult:
     stats: AttentionStats = field(repr=False)
     face: object | None = field(default=None, repr=False)  # attn_core.faces.AlignedFace
     embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def weights(self) -> str:
+        """The weights' file name (or "random (seed N)") that produced this result."""
+        return self.stats.weights
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.stats.weights_sha256
 
     @property
     def map_is_exact(self) -> bool:
@@ -196,7 +207,8 @@ def attention_stats(
     means_all_np = torch.cat(means_all).double().cpu().numpy()
     means_patch_np = torch.cat(means_patch).double().cpu().numpy()
     stats = [
-        AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index)
+        AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index,
+                       backbone.weights_name, backbone.weights_sha256)
         for b in range(images.shape[0])
     ]
     return stats, torch.cat(embeddings).float().cpu().numpy() if with_embedding else None

@@ -18,7 +18,8 @@ from attn_core.weights import CHECKPOINT_SUFFIXES, HF_SCHEME
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 _TIMM_PREFIX = "timm:"
-DEFAULT_BACKBONE = "attnfiqa-vit-distilled"
+DEFAULT_BACKBONE = "attnfiqa-vit-distilled"  # ours: preferred whenever its weights are installed
+ONLINE_DEFAULT = "cvlface-vit-b-adaface"  # the method's own ViT-B: downloaded on first use when nothing is installed
 
 
 class BackboneNotAvailable(RuntimeError):
@@ -94,16 +95,52 @@ _face_vit(
     description="The method's own ViT-S (CVLFace small) trained with ArcFace, 8-px patches, 14x14 grid.",
 )
 _face_vit(
-    "cvlface-vit-b-adaface", 8, 512, 24, 16, 3.0,
+    ONLINE_DEFAULT, 8, 512, 24, 16, 3.0,
     WeightsSource(
         "hf", location="minchul/cvlface_adaface_vit_base_webface4m", filename="model.safetensors",
-        how_to_get="Online: `attn-fiqa fetch cvlface-vit-b-adaface` (Hugging Face Hub). Offline: copy the repo's "
-        "model.safetensors to {home}/{name}.safetensors or pass --weights FILE.",
-        licence="CVLFace: non-commercial research only",
+        fallback_filename="pretrained_model/model.pt", size_mb=460,
+        how_to_get="Online: downloaded on first use (about 460 MB, into the Hugging Face cache), or now with "
+        "`attn-fiqa fetch`. Offline: copy a Hugging Face cache that holds it, copy the repo's model.safetensors to "
+        "{home}/{name}.safetensors, or pass --weights FILE.",
+        licence="MIT (model card); follow the licence of the training data: WebFace4M, research only",
     ),
     training_data="WebFace4M, AdaFace loss",
-    description="CVLFace ViT-B (the method's ViT-B), 8-px patches, 14x14 grid, 16 heads.",
+    description="CVLFace ViT-B (the method's ViT-B), 8-px patches, 14x14 grid, 16 heads. The default online backbone.",
 )
+
+
+def _timm_face(name: str, repo: str, arch: str, dim: int, heads: int, loss: str, params: str, size_mb: float) -> None:
+    """A timm face ViT on the Hub, loaded with timm's own ``hf-hub:`` support (its config.json defines the model).
+
+    ``timm_name`` / ``timm_kwargs`` rebuild the published architecture for random weights only; trained weights
+    always come with the repo's own config.
+    """
+    register(
+        BackboneSpec(
+            name=name, family="timm", patch_size=8, grid=(14, 14), embed_dim=dim, depth=12, num_heads=heads,
+            mlp_ratio=4.0, out_dim=512, timm_name=arch,
+            timm_kwargs=(("class_token", False), ("global_pool", "avg"), ("img_size", 112), ("num_classes", 512),
+                         ("patch_size", 8)),
+            weights=WeightsSource(
+                "timm", location=repo, filename="model.safetensors", size_mb=size_mb,
+                how_to_get=f"Online: `attn-fiqa fetch {name}` (Hugging Face Hub, about {size_mb:.0f} MB), or it is "
+                "downloaded when first used. Offline: copy a Hugging Face cache that holds it, or pass --weights FOLDER "
+                "(a copy of the repo with config.json and model.safetensors).",
+                licence="none stated on the model card; trained on MS1MV3 (research only)",
+            ),
+            training_data=f"MS1MV3, {loss} loss (gau-nernst/timm-face)",
+            description=f"timm ViT ({params} parameters), 8-px patches on 112x112, no class token, average pool, "
+            f"512-d embedding. Face-trained, but not evaluated in the ATTN-FIQA paper.",
+            face_trained=True,
+        )
+    )
+
+
+for _loss in ("arcface", "cosface", "adaface"):
+    _timm_face(f"timm-face-vit-ti-{_loss}", f"gaunernst/vit_tiny_patch8_112.{_loss}_ms1mv3", "vit_tiny_patch16_224",
+               192, 3, {"arcface": "ArcFace", "cosface": "CosFace", "adaface": "AdaFace"}[_loss], "5.5 M", 22)
+_timm_face("timm-face-vit-s-cosface", "gaunernst/vit_small_patch8_gap_112.cosface_ms1mv3", "vit_small_patch16_224",
+           384, 6, "CosFace", "21.6 M", 87)
 _face_vit(
     DEFAULT_BACKBONE, 8, 192, 6, 6, 3.0,
     WeightsSource(
@@ -215,7 +252,10 @@ def how_to_get(spec: BackboneSpec) -> str:
 
 
 def local_weights(spec: BackboneSpec) -> Path | None:
-    """The trained weights of ``spec`` already on this machine, if any (never touches the network)."""
+    """The trained weights of ``spec`` already on this machine, if any (never touches the network).
+
+    For Hub entries this is the file in the Hugging Face cache; timm entries are loaded from that cache snapshot.
+    """
     if spec.weights.kind == "bundled":
         path = ASSETS_DIR / spec.weights.location
         return path if path.is_file() else None
@@ -224,12 +264,12 @@ def local_weights(spec: BackboneSpec) -> Path | None:
         if candidate.is_file():
             return candidate
     if spec.weights.kind in ("hf", "timm") and spec.weights.location:
-        from huggingface_hub import try_to_load_from_cache
+        from attn_core.hub import cached_file
 
-        filename = spec.weights.filename or "model.safetensors"
-        cached = try_to_load_from_cache(spec.weights.location, filename)
-        if isinstance(cached, str):
-            return Path(cached)
+        for filename in filter(None, (spec.weights.filename or "model.safetensors", spec.weights.fallback_filename)):
+            cached = cached_file(spec.weights.location, filename)
+            if cached is not None and (spec.weights.kind == "hf" or (cached.parent / "config.json").is_file()):
+                return cached
     return None
 
 
@@ -237,28 +277,74 @@ def weights_available(spec: BackboneSpec) -> bool:
     return local_weights(spec) is not None
 
 
-def resolve_default() -> str:
-    """The default backbone: ours if its weights are here, else any face-trained backbone with weights."""
-    candidates = [DEFAULT_BACKBONE] + [n for n, s in _REGISTRY.items() if s.face_trained and n != DEFAULT_BACKBONE]
-    for name in candidates:
+# The order in which installed face-trained weights are preferred (README, "Backbones").
+def default_order() -> list[str]:
+    face = [n for n, s in _REGISTRY.items() if s.face_trained and n not in (DEFAULT_BACKBONE, ONLINE_DEFAULT)]
+    return [DEFAULT_BACKBONE, ONLINE_DEFAULT] + face
+
+
+def installed_default() -> str | None:
+    """The first face-trained backbone whose weights are on this machine (no network), or None."""
+    for name in default_order():
         if weights_available(_REGISTRY[name]):
             return name
-    raise BackboneNotAvailable(
+    return None
+
+
+def no_backbone_message(reason: str = "") -> str:
+    return (
         "No face-trained backbone is installed on this machine, and the score only means face quality on a ViT "
-        "trained for face recognition. Add one: pass --weights FILE (any insightface / CVLFace / TransFace ViT "
-        f"checkpoint), copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`), or, "
-        "online, run `attn-fiqa fetch cvlface-vit-b-adaface`."
+        "trained for face recognition." + (f" {reason}" if reason else "") + " Add one: online, run `attn-fiqa fetch` "
+        f"(downloads {ONLINE_DEFAULT}, about {_REGISTRY[ONLINE_DEFAULT].weights.size_mb:.0f} MB); offline, pass "
+        "--weights FILE (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for the "
+        f"app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
     )
 
 
-def fetch_weights(name: str, *, offline: bool | None = None) -> Path:
-    """Download a backbone's weights into the local cache (Hugging Face Hub), or say how to get them."""
-    from attn_core.weights import resolve_hf
+def resolve_default(download: bool = False) -> str:
+    """The default backbone: installed face-trained weights first (``default_order``); else, with ``download`` and
+    the Hub reachable, the online default, downloaded now (progress on stderr); else BackboneNotAvailable saying why."""
+    from attn_core.hub import HubError, offline_reason
 
-    spec = get_spec(name)
+    name = installed_default()
+    if name is not None:
+        return name
+    if not download:
+        raise BackboneNotAvailable(no_backbone_message())
+    reason = offline_reason()
+    if reason:
+        raise BackboneNotAvailable(no_backbone_message(f"The default {ONLINE_DEFAULT} cannot be downloaded: {reason}."))
+    try:
+        fetch_weights(ONLINE_DEFAULT)
+    except HubError as error:
+        raise BackboneNotAvailable(no_backbone_message(f"Downloading {ONLINE_DEFAULT} failed: {error}")) from None
+    return ONLINE_DEFAULT
+
+
+def fetchable() -> list[BackboneSpec]:
+    """Registry entries whose weights ``attn-fiqa fetch`` can download (Hugging Face Hub)."""
+    return [s for s in _REGISTRY.values() if s.weights.kind in ("hf", "timm") and s.weights.location]
+
+
+def fetch_weights(name: str = "", *, offline: bool | None = None) -> Path:
+    """Download a backbone's weights into the Hugging Face cache (the online default without a name), or say how
+    to get them. A file already cached is returned without any request."""
+    from attn_core.hub import download
+
+    spec = get_spec(name or ONLINE_DEFAULT)
     existing = local_weights(spec)
     if existing is not None:
         return existing
     if spec.weights.kind not in ("hf", "timm"):
         raise BackboneNotAvailable(how_to_get(spec))
-    return resolve_hf(HF_SCHEME + spec.weights.location, spec.weights.filename or "model.safetensors", offline=offline)
+    if offline:
+        raise BackboneNotAvailable(f"{spec.name}: not in the local Hugging Face cache, and --offline was given. "
+                                   f"{how_to_get(spec)}")
+    repo = spec.weights.location
+    if spec.weights.kind == "timm":
+        # Exactly the files timm's hf-hub loader reads: the repo's config.json (architecture, preprocessing) first.
+        download(repo, "config.json")
+        return download(repo, spec.weights.filename or "model.safetensors")
+    path = download(repo, spec.weights.filename or "model.safetensors", fallback=spec.weights.fallback_filename or None)
+    download(repo, "config.json", required=False)  # CVLFace repos keep the architecture there; heads are known anyway
+    return path

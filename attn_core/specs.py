@@ -37,6 +37,8 @@ class WeightsSource:
     filename: str = ""  # file inside an HF repo
     how_to_get: str = ""  # plain sentence shown when the weights are missing
     licence: str = ""
+    size_mb: float = 0.0  # download size, shown before a first download (0: unknown)
+    fallback_filename: str = ""  # second file of the repo to try when ``filename`` is not there
 
 
 @dataclass(frozen=True)

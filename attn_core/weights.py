@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import re
@@ -15,6 +16,7 @@ from torch import nn
 PREFIXES = ("module.", "model.net.", "net.", "model.", "backbone.")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 HF_SCHEME = "hf://"
+log = logging.getLogger("attn_fiqa.weights")
 
 
 class CheckpointError(ValueError):
@@ -73,14 +75,21 @@ def _keys(raw: Any) -> str:
 
 
 def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove a wrapper prefix shared by every key (``module.``, ``net.``, ``model.net.``...), repeatedly."""
+    """Remove a wrapper prefix shared by every key (``module.``, ``net.``, ``model.net.``...), repeatedly.
+
+    Which prefix a file had is logged (``attn_fiqa.weights``): CVLFace's is believed to be ``model.net.`` but
+    unverified, so the loader accepts any of them and says which it found.
+    """
     changed = True
+    stripped = ""
     while changed and state_dict:
         changed = False
         for prefix in PREFIXES:
             if all(key.startswith(prefix) for key in state_dict):
                 state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
+                stripped += prefix
                 changed = True
+    log.info("checkpoint keys had prefix %r (stripped)", stripped) if stripped else log.info("checkpoint keys unprefixed")
     return state_dict
 
 
@@ -117,6 +126,8 @@ def head_count_from_config(checkpoint: Path) -> int | None:
     """``num_heads`` from a ``config.json`` (or ``<stem>.json``) beside the checkpoint, if one says so."""
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     candidates = [folder / "config.json"] if checkpoint.is_dir() else [checkpoint.with_suffix(".json"), folder / "config.json"]
+    if folder.name == "pretrained_model":  # CVLFace repos: pretrained_model/model.pt, config.json at the repo root
+        candidates.append(folder.parent / "config.json")
     for config_path in candidates:
         if config_path.is_file():
             try:

@@ -7,7 +7,17 @@ import socket
 
 import pytest
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Tests never touch the internet nor the user's caches: offline, with every cache in a temporary folder that is
+# removed at exit. Set before anything imports huggingface_hub (it reads them at import). The Hub tests
+# (tests/test_hub.py) run their commands in subprocesses pointed at a local Hub server instead.
+_TEST_HOME = tempfile.TemporaryDirectory(prefix="attn_fiqa_tests_")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.path.join(_TEST_HOME.name, "hf")
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ["ATTN_FIQA_HOME"] = os.path.join(_TEST_HOME.name, "attn_fiqa")
 
 
 def _free_port() -> int:

@@ -143,20 +143,26 @@ def test_prefix_tokens_all_or_patch_only(client):
     assert patch["tokens"] == "patch" and patch["score"] != pytest.approx(every["score"])
 
 
-def test_default_backbone_uses_installed_weights_else_says_how(monkeypatch):
+def test_default_backbone_uses_installed_weights_else_online_else_says_why(monkeypatch):
     from app import handlers
-    from attn_core.registry import BackboneNotAvailable
+    from attn_core.hub import check_reachable
+    from attn_core.registry import ONLINE_DEFAULT
 
-    monkeypatch.setattr(handlers, "resolve_default", lambda: "cvlface-vit-s-adaface")
+    monkeypatch.setattr(handlers, "installed_default", lambda: "cvlface-vit-s-adaface")
     assert handlers.startup_state() == handlers.Startup("cvlface-vit-s-adaface", False, None)
 
-    def nothing_installed():
-        raise BackboneNotAvailable("No face-trained backbone is installed. Add one: ...")
+    # Nothing installed, the Hub answers: the method's ViT-B, downloaded on first use (tests/test_hub.py does it).
+    monkeypatch.setattr(handlers, "installed_default", lambda: None)
+    monkeypatch.setattr(handlers, "check_reachable", lambda repo: None)
+    assert handlers.startup_state() == handlers.Startup(ONLINE_DEFAULT, False, None)
 
-    monkeypatch.setattr(handlers, "resolve_default", nothing_installed)
+    # Nothing installed, offline: the banner gives the exact reason and only options that exist.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(handlers, "check_reachable", check_reachable)  # the real one: it reads HF_HUB_OFFLINE
     startup = handlers.startup_state()
     assert startup.default_backbone == DEFAULT_BACKBONE and not startup.default_random
-    assert "Add one" in startup.missing_message
+    assert "offline mode is on (HF_HUB_OFFLINE=1)" in startup.missing_message
+    assert "attn-fiqa app --weights FILE" in startup.missing_message and "attn-fiqa fetch" in startup.missing_message
 
 
 def test_random_weights_are_never_silent(client):
@@ -385,4 +391,4 @@ def test_python_dash_m_app_takes_the_same_options(monkeypatch):
     seen = {}
     monkeypatch.setattr(cli, "cmd_app", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["--port", "9000"]) == 0
-    assert seen == {"host": "127.0.0.1", "port": 9000, "share": False}
+    assert seen == {"host": "127.0.0.1", "port": 9000, "share": False, "weights": None, "backbone": "", "num_heads": None}
