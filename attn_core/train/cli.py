@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         cache=args.cache, out_dir=args.out, loss=args.loss, scale=args.scale, margin=args.margin,
         batch_size=args.batch_size, lr=args.lr, steps=args.steps, warmup_steps=args.warmup, max_minutes=args.max_minutes,
-        seed=args.seed, precision=args.precision, device=args.device, workers=args.workers, threads=args.threads or 0,
+        max_steps=args.max_steps, seed=args.seed, precision=args.precision, device=args.device, workers=args.workers, threads=args.threads or 0,
         eval_every=args.eval_every, validity_faces=tuple(validity),
         model=ModelConfig(embed_dim=args.dim, depth=args.depth, num_heads=args.heads, mlp_ratio=args.mlp_ratio,
                           patch_size=args.patch),
@@ -78,6 +78,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--steps", type=int, default=6000, help="length of the learning-rate schedule")
     run.add_argument("--warmup", type=int, default=200)
     run.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this long")
+    run.add_argument("--max-steps", type=int, default=0, help="stop (with a checkpoint) after this many steps")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
     run.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -60,7 +60,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 200
     steps: int = 6000  # length of the cosine schedule; a run may stop earlier with max_minutes and resume
-    max_minutes: float = 0.0  # 0: no time limit
+    max_minutes: float = 0.0  # 0: no time limit (for this invocation; resume to continue)
+    max_steps: int = 0  # 0: no limit; else stop after this many steps in this invocation
     seed: int = 0
     precision: str = "bf16"  # bf16 autocast of the blocks on CPUs with AMX / GPUs; fp32 otherwise
     device: str = "cpu"
@@ -127,6 +128,9 @@ def verification(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, impo
     rng = np.random.default_rng(seed)
     pick = rng.choice(np.flatnonzero(~same), size=min(impostors, int((~same).sum())), replace=False)
     impostor = np.einsum("ij,ij->i", embeddings[first[pick]], embeddings[second[pick]])
+    if not len(genuine) or not len(impostor):  # too few held-out faces to measure recognition
+        return {"verification_auc": None, "tar_at_far_1e-3": None, "genuine_pairs": int(len(genuine)),
+                "impostor_pairs": int(len(impostor))}
     scores = np.concatenate([genuine, impostor])
     is_genuine = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     threshold = np.quantile(impostor, 1 - 1e-3)
@@ -189,13 +193,14 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
         holdout = load_cache(config.cache, "holdout")
     except ValueError:
         holdout = None
-    generator = torch.Generator().manual_seed(config.seed)
-    model = config.model.build()
-    with torch.no_grad():  # seeded initialisation that does not touch the global RNG
+    # Seeded initialisation that leaves the caller's global RNG as it was (every default init draws from it).
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(config.seed)
+        model = config.model.build()
         for parameter in model.parameters():
             if parameter.dim() > 1:
-                parameter.copy_(torch.nn.init.trunc_normal_(torch.empty_like(parameter), std=0.02, generator=generator))
-    head = MarginHead(config.model.out_dim, len(cache.identities), config.loss, config.scale, config.margin)
+                torch.nn.init.trunc_normal_(parameter, std=0.02)
+        head = MarginHead(config.model.out_dim, len(cache.identities), config.loss, config.scale, config.margin)
     model.to(device).train()
     head.to(device).train()
     optimizer = torch.optim.AdamW([
@@ -205,13 +210,14 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
     step = 0
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state["config"] != _jsonable(config):
+        if _recipe(state["config"]) != _recipe(_jsonable(config)):
             raise ValueError(f"{checkpoint_path} was written by a run with other options; use another --out or the "
                              f"same options (saved in {out_dir / 'config.json'}).")
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
+    first_step = step
     (out_dir / "config.json").write_text(json.dumps(_jsonable(config), indent=1))
 
     def checkpoint() -> None:
@@ -227,7 +233,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
     record: dict[str, Any] = {}
     running = {"loss": 0.0, "accuracy": 0.0, "count": 0}
     for faces, labels in loader:
-        if step >= config.steps or (config.max_minutes and time.monotonic() - began > 60 * config.max_minutes):
+        if step >= config.steps or (config.max_minutes and time.monotonic() - began > 60 * config.max_minutes) or (
+                config.max_steps and step - first_step >= config.max_steps):
             break
         factor = learning_rate_factor(step, config.warmup_steps, config.steps)
         for group in optimizer.param_groups:
@@ -265,6 +272,14 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
     bar.close()
     checkpoint()
     return record | {"step": step}
+
+
+# How a run is executed, not what it trains: may change between a run and its resumption (another machine, more time).
+RUN_CONTROL = ("cache", "out_dir", "max_minutes", "max_steps", "device", "workers", "threads", "checkpoint_minutes")
+
+
+def _recipe(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RUN_CONTROL}
 
 
 def _jsonable(config: TrainConfig) -> dict:

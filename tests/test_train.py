@@ -1,0 +1,180 @@
+"""The trainer on tiny data: margin losses against their formulas, the held-out split by name, alignment cache,
+deterministic resumable batches, a resumed run equal to an uninterrupted one, and export to a loadable backbone."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attn_core.backbone import load_backbone
+from attn_core.quality import score_faces
+from attn_core.train.data import (
+    ALIGNED,
+    OFFSET,
+    AugmentConfig,
+    AugmentedBatches,
+    identity_folders,
+    load_cache,
+    prepare,
+    split_of,
+)
+from attn_core.train.losses import MarginHead
+from attn_core.train.trainer import ModelConfig, TrainConfig, as_quality_model, export, read_log, train, verification
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+
+
+def _head(loss: str, margin: float) -> tuple[MarginHead, torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    head = MarginHead(8, 5, loss, scale=10.0, margin=margin)
+    features = torch.randn(4, 8) * 3
+    labels = torch.tensor([0, 3, 1, 4])
+    cos = torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(head.weight, dim=1).T
+    return head, features, labels, cos.detach()
+
+
+def test_cosface_and_arcface_logits_match_their_formulas() -> None:
+    head, features, labels, cos = _head("cosface", 0.35)
+    expected = cos.clone()
+    expected[range(4), labels] -= 0.35
+    torch.testing.assert_close(head(features, labels), 10.0 * expected, rtol=1e-5, atol=1e-5)
+    head, features, labels, cos = _head("arcface", 0.5)
+    expected = cos.clone()
+    theta = torch.acos(cos[range(4), labels])
+    expected[range(4), labels] = torch.cos(theta + 0.5)  # theta + m < pi for these
+    assert bool((theta + 0.5 < math.pi).all())
+    torch.testing.assert_close(head(features, labels), 10.0 * expected, rtol=1e-4, atol=1e-4)
+
+
+def test_adaface_margin_follows_the_feature_norm() -> None:
+    head, features, labels, cos = _head("adaface", 0.4)
+    head.eval()  # frozen norm statistics
+    head.norm_mean.fill_(5.0)
+    head.norm_std.fill_(2.0)
+    norms = features.norm(dim=1)
+    quality = ((norms - 5.0) / (2.0 + 1e-3) * 0.333).clamp(-1, 1)
+    expected = cos.clone()
+    true = cos[range(4), labels]
+    expected[range(4), labels] = torch.cos(torch.acos(true) - 0.4 * quality) - (0.4 * quality + 0.4)
+    torch.testing.assert_close(head(features, labels), 10.0 * expected, rtol=1e-4, atol=1e-4)
+    # A low-norm (low-quality) face gets a smaller additive margin than a high-norm one.
+    assert (0.4 * quality + 0.4)[norms.argmin()] < (0.4 * quality + 0.4)[norms.argmax()]
+
+
+def test_verification_against_a_hand_count() -> None:
+    embeddings = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], dtype=np.float64)
+    labels = np.array([0, 0, 1, 1])
+    result = verification(embeddings, labels)
+    # genuine: (0,1)=0.8, (2,3)=0.0; impostor: (0,2)=0, (0,3)=-1, (1,2)=0.6, (1,3)=-0.8
+    # AUC = P(genuine > impostor) + 0.5 P(tie): 0.8 beats all 4; 0.0 beats 2, ties 1 -> (4 + 2.5) / 8
+    assert result["verification_auc"] == pytest.approx(6.5 / 8)
+    assert result["genuine_pairs"] == 2 and result["impostor_pairs"] == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Identity folders of the bundled example photos: LFW-style names, one held out (Q), one reserved (S)."""
+    root = tmp_path_factory.mktemp("train_data")
+    lfw = root / "lfw-mini"
+    for identity, files in {"Anna": ["person_a_1.jpg", "person_a_2.jpg"], "Bert": ["person_b_1.jpg", "person_b_2.jpg"],
+                            "Carl": ["astronaut.jpg"], "Quinn": ["impostor_1.jpg"], "Sara": ["impostor_2.jpg"]}.items():
+        (lfw / identity).mkdir(parents=True)
+        for name in files:
+            shutil.copy(EXAMPLES / name, lfw / identity / name)
+    (lfw / "Carl" / "broken.jpg").write_bytes(b"not an image")
+    other = root / "studio" / "s1"  # not LFW: an "s" name is not reserved there
+    other.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "impostor_2.jpg", other / "1.jpg")
+    return root
+
+
+def test_split_by_name_and_reserved_names_never_listed(tiny_data: Path) -> None:
+    assert [p.name for p in identity_folders(tiny_data / "lfw-mini")] == ["Anna", "Bert", "Carl", "Quinn"]
+    assert [p.name for p in identity_folders(tiny_data / "studio")] == ["s1"]
+    assert split_of("lfw-mini", "Quinn", "QR", ()) == "holdout" and split_of("lfw-mini", "Anna", "QR", ()) == "train"
+    assert split_of("studio", "Quinn", "QR", ()) == "train" and split_of("studio", "x", "QR", ("studio",)) == "holdout"
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tiny_data: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cache") / "faces.npz"
+    manifest = prepare([tiny_data / "lfw-mini", tiny_data / "studio"], out, holdout_datasets=(), progress=False)
+    assert manifest["images"] == {"train": 6, "holdout": 1} and manifest["identities"]["train"] == 4
+    assert manifest["skipped"] == 1 and "broken.jpg" in manifest["skipped_files"][0]
+    assert json.loads(out.with_suffix(".json").read_text())["holdout_letters"] == "QR"
+    return out
+
+
+def test_cache_centre_is_the_aligned_face(tiny_cache: Path) -> None:
+    from attn_core.faces import extract_faces
+
+    train_split = load_cache(tiny_cache, "train")
+    index = next(i for i, p in enumerate(train_split.paths) if p.endswith("person_a_1.jpg"))
+    aligned = extract_faces(train_split.paths[index])[0].aligned
+    centre = train_split.context[index, OFFSET:OFFSET + ALIGNED, OFFSET:OFFSET + ALIGNED]
+    assert np.abs(centre.astype(int) - aligned).max() <= 2  # same transform, shifted by whole pixels
+    assert all(not p.endswith("impostor_1.jpg") for p in train_split.paths)  # Quinn is held out
+
+
+def test_batches_are_a_pure_function_of_seed_and_index(tiny_cache: Path) -> None:
+    cache = load_cache(tiny_cache, "train")
+    first = AugmentedBatches(cache, 4, seed=1, start=0, config=AugmentConfig(degrade=1.0))
+    faces_a, labels_a = first.batch(3)
+    faces_b, labels_b = AugmentedBatches(cache, 4, seed=1, start=3, config=AugmentConfig(degrade=1.0)).batch(3)
+    assert torch.equal(faces_a, faces_b) and torch.equal(labels_a, labels_b)
+    assert faces_a.shape == (4, 112, 112, 3) and faces_a.dtype == torch.uint8
+    assert not torch.equal(first.batch(4)[0], faces_a)
+
+
+def _config(cache: Path, out: Path, steps: int, **kw) -> TrainConfig:
+    return TrainConfig(cache=str(cache), out_dir=str(out), batch_size=4, steps=steps, warmup_steps=2, eval_every=3,
+                       workers=0, precision="fp32", threads=1, model=ModelConfig(embed_dim=32, depth=2, num_heads=2,
+                                                                                 mlp_ratio=2.0, out_dim=16), **kw)
+
+
+def test_resumed_run_equals_an_uninterrupted_one_and_exports(tiny_cache: Path, tmp_path: Path) -> None:
+    whole = train(_config(tiny_cache, tmp_path / "whole", 6), progress=False)
+    assert whole["step"] == 6
+    log = read_log(tmp_path / "whole")
+    assert [r["step"] for r in log] == [3, 6]
+    assert {"loss", "train_accuracy", "verification_auc", "tar_at_far_1e-3"} <= set(log[-1])
+
+    train(_config(tiny_cache, tmp_path / "parts", 6, max_steps=2), progress=False)  # stopped, as by --max-minutes
+    assert torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)["step"] == 2
+    train(_config(tiny_cache, tmp_path / "parts", 6), progress=False)
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
+    assert b["step"] == 6
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+    with pytest.raises(ValueError, match="other options"):
+        train(_config(tiny_cache, tmp_path / "parts", 7), progress=False)
+
+    exported = export(tmp_path / "whole", tmp_path / "ours.safetensors", half=False)
+    backbone = load_backbone(weights=exported, device="cpu")  # heads from the config.json written beside it
+    assert backbone.spec.num_heads == 2 and backbone.spec.depth == 2
+    from attn_core.train.trainer import config_from_dict
+
+    model = config_from_dict(a["config"]).model.build()
+    model.load_state_dict(a["model"])
+    faces = load_cache(tiny_cache, "train").aligned[:3]
+    direct = as_quality_model(model, ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, out_dim=16),
+                              torch.device("cpu"), "direct").score_faces(faces)
+    loaded = score_faces(backbone, faces)
+    assert [r.score for r in loaded] == pytest.approx([r.score for r in direct], rel=1e-5)
+
+
+def test_validity_sweep_is_logged_with_the_projects_sweep(tiny_cache: Path, tmp_path: Path) -> None:
+    config = _config(tiny_cache, tmp_path / "run", 3, validity_faces=(str(EXAMPLES / "person_a_1.jpg"),
+                                                                        str(EXAMPLES / "person_b_1.jpg")),
+                     validity_strengths=(0.0, 1.0))
+    record = train(config, progress=False)
+    assert set(record["spearman_score_strength"]) >= {"gaussian_blur", "occlude_eyes"}
+    assert record["spearman_score_utility"] is None or -1 <= record["spearman_score_utility"] <= 1
