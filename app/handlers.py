@@ -194,6 +194,9 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
         raise ValueError("Choose a backbone first.")
     if backbone in _user_models and not random_weights:
         return _user_models[backbone]
+    if backbone not in {name for _, name in backbone_choices()}:
+        # Only what the picker lists: any other timm name would let a remote user load arbitrary (huge) models.
+        raise ValueError(f"Unknown backbone {backbone!r}: this app serves only the backbones its picker lists.")
     spec = spec_of(backbone)
     if not random_weights and not weights_available(spec) and downloadable(spec):
         # First use: FaceQualityModel downloads the weights (huggingface_hub's progress bars, which the calling
@@ -251,6 +254,11 @@ def backbone_info(backbone: str, random_weights: bool = False):
                   else "this model has no prefix tokens: all = patch only"),
         backbone_card(backbone),
     )
+
+
+def _weights_text(result: QualityResult) -> str:
+    """The weights by file name and hash (never the server's own path)."""
+    return f"{result.weights}, sha256 {result.weights_sha256[:12]}" if result.weights_sha256 else result.weights
 
 
 def backbone_card(backbone: str) -> str:
@@ -478,7 +486,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     score_md = (
         f"## Score {result.score:+.4f}\n"
         f"Higher (less negative) = better. {_rank_text(result.score, example_scores)}\n\n"
-        f"{spec.name} ({model.backbone.weights}), block {result.block}, heads {_heads_text(result)}, aggregation "
+        f"{spec.name} ({_weights_text(result)}), block {result.block}, heads {_heads_text(result)}, aggregation "
         f"{result.aggregation}, tokens {result.tokens}. Map shown: {map_label}; {exact}."
         + _warning(model, random_weights)
     )

@@ -259,16 +259,21 @@ def load_backbone(
     from attn_core.registry import resolve_default
 
     device = torch.device(device) if device is not None else _default_device()
+    if random_init and not name:
+        raise ValueError("Random weights of which architecture? Name one with --backbone NAME (random_init needs a "
+                         "backbone name; `attn-fiqa backbones --all` lists them).")
     if not name and weights is not None:
         name = "face-vit"
     spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default(download=True))
     if random_init:
         if weights is not None:
             raise ValueError("Pass either weights or random_init=True, not both.")
-        torch.manual_seed(seed)
         if num_heads:
             spec = replace(spec, num_heads=num_heads)
-        return Backbone(spec, build_module(spec), device, f"random (seed {seed})")
+        with torch.random.fork_rng(devices=[]):  # seeded, without resetting the caller's global RNG
+            torch.manual_seed(seed)
+            module = build_module(spec)
+        return Backbone(spec, module, device, f"random (seed {seed})")
     path = _resolve_path(spec, weights)
     if spec.family == "timm" and (path.is_dir() or path.parent.joinpath("config.json").is_file()) and (
             weights is None or path.is_dir()):

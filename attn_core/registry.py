@@ -18,7 +18,8 @@ from attn_core.weights import CHECKPOINT_SUFFIXES, HF_SCHEME
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 _TIMM_PREFIX = "timm:"
-DEFAULT_BACKBONE = "attnfiqa-vit-distilled"  # ours: preferred whenever its weights are installed
+DEFAULT_BACKBONE = "attnfiqa-vit-t"  # ours, trained with a margin loss: preferred whenever its weights are installed
+DISTILLED_BACKBONE = "attnfiqa-vit-distilled"  # ours, the first (failed) recipe: distillation from dlib
 ONLINE_DEFAULT = "cvlface-vit-b-adaface"  # the method's own ViT-B: downloaded on first use when nothing is installed
 
 
@@ -142,7 +143,21 @@ for _loss in ("arcface", "cosface", "adaface"):
 _timm_face("timm-face-vit-s-cosface", "gaunernst/vit_small_patch8_gap_112.cosface_ms1mv3", "vit_small_patch16_224",
            384, 6, "CosFace", "21.6 M", 87)
 _face_vit(
-    DEFAULT_BACKBONE, 8, 192, 6, 6, 3.0,
+    DEFAULT_BACKBONE, 8, 192, 6, 3, 4.0,
+    WeightsSource(
+        "manual", location="attnfiqa_vit_t.safetensors",
+        how_to_get="Not shipped: it did not pass its validity gate (docs/MODEL_CARD_attnfiqa_vit_t.md). Train it with "
+        "`attn-fiqa train prepare|run|export` and pass --weights FILE, or copy the exported file (with its .json) to "
+        "{home}/{name}.safetensors to make it the default (check it with `attn-fiqa sweep` first).",
+        licence="MIT (recipe and weights); training data LFW (no licence published, research use) and ORL (credit: "
+        "Olivetti Research Laboratory)",
+    ),
+    training_data="LFW deep-funneled identities A-P and ORL (4,491 identities), CosFace loss",
+    description="ATTN-FIQA's own ViT-Tiny-like face ViT (dim 192, 6 blocks, 3 heads, 8-px patches), trained from "
+    "scratch with a margin loss; see docs/MODEL_CARD_attnfiqa_vit_t.md.",
+)
+_face_vit(
+    DISTILLED_BACKBONE, 8, 192, 6, 6, 3.0,
     WeightsSource(
         "manual", location="attnfiqa_vit_distilled.safetensors",
         how_to_get="Not shipped: our distilled run failed the validity gate (docs/MODEL_CARD_attnfiqa_vit_distilled.md). "
@@ -234,9 +249,12 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def list_backbones(pattern: str = "*", include_tests: bool = False) -> list[BackboneSpec]:
-    """Registered face ViTs plus the curated timm ViTs, filtered by a glob pattern."""
+    """Registered face ViTs plus the curated timm ViTs, filtered by a glob pattern (``cvlface-*``) or, for a pattern
+    without wildcards, by a case-insensitive substring (``cvlface``)."""
     names = [n for n in _REGISTRY if include_tests or not n.startswith("test-")]
     specs = [_REGISTRY[n] for n in names] + [_timm_spec(t) for t in CURATED_TIMM]
+    if not any(c in pattern for c in "*?["):
+        return [s for s in specs if pattern.lower() in s.name.lower()]
     return [s for s in specs if fnmatch.fnmatch(s.name, pattern)]
 
 
@@ -279,8 +297,8 @@ def weights_available(spec: BackboneSpec) -> bool:
 
 # The order in which installed face-trained weights are preferred (README, "Backbones").
 def default_order() -> list[str]:
-    face = [n for n, s in _REGISTRY.items() if s.face_trained and n not in (DEFAULT_BACKBONE, ONLINE_DEFAULT)]
-    return [DEFAULT_BACKBONE, ONLINE_DEFAULT] + face
+    first = [DEFAULT_BACKBONE, DISTILLED_BACKBONE, ONLINE_DEFAULT]
+    return first + [n for n, s in _REGISTRY.items() if s.face_trained and n not in first]
 
 
 def installed_default() -> str | None:
@@ -296,8 +314,8 @@ def no_backbone_message(reason: str = "") -> str:
         "No face-trained backbone is installed on this machine, and the score only means face quality on a ViT "
         "trained for face recognition." + (f" {reason}" if reason else "") + " Add one: online, run `attn-fiqa fetch` "
         f"(downloads {ONLINE_DEFAULT}, about {_REGISTRY[ONLINE_DEFAULT].weights.size_mb:.0f} MB); offline, pass "
-        "--weights FILE (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for the "
-        f"app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
+        "`--weights FILE` (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for "
+        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
     )
 
 

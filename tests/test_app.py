@@ -392,3 +392,9 @@ def test_python_dash_m_app_takes_the_same_options(monkeypatch):
     monkeypatch.setattr(cli, "cmd_app", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["--port", "9000"]) == 0
     assert seen == {"host": "127.0.0.1", "port": 9000, "share": False, "weights": None, "backbone": "", "num_heads": None}
+
+
+def test_only_listed_backbones_are_served(client):
+    # A remote user must not make the server build arbitrary (multi-GB) timm models.
+    with pytest.raises(AppError, match="serves only the backbones its picker lists"):
+        _inspect(client, backbone="timm:vit_huge_patch14_224")

@@ -86,3 +86,16 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("path,face,score")
     assert "pre_aligned" in result.stdout
+
+
+def test_random_init_without_a_backbone_names_the_option(capsys) -> None:
+    assert main(["score", str(ASSETS_DIR / "examples" / "aligned_112.png"), "--random-init"]) == 2
+    assert "--backbone NAME" in capsys.readouterr().err
+
+
+def test_json_scores_are_numbers_with_weights_columns(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    assert main(["score", str(ASSETS_DIR / "examples" / "aligned_112.png"), "--backbone", "test-face-vit-p8",
+                 "--random-init", "--out", str(out), "--quiet"]) == 0
+    (row,) = json.loads(out.read_text())
+    assert isinstance(row["score"], float) and row["weights"] == "random (seed 0)" and row["weights_sha256"] == ""

@@ -71,3 +71,9 @@ def test_default_without_face_weights_says_how_to_add_one(monkeypatch, tmp_path:
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "insightface-vit-s.pt").write_bytes(b"x")
     assert resolve_default() == "insightface-vit-s"
+
+
+def test_plain_patterns_match_as_substrings() -> None:
+    assert {s.name for s in list_backbones("cvlface")} == {s.name for s in list_backbones("cvlface-*")}
+    assert {s.name for s in list_backbones("TIMM-FACE")} == {f"timm-face-vit-ti-{loss}" for loss in
+                                                            ("arcface", "cosface", "adaface")} | {"timm-face-vit-s-cosface"}
