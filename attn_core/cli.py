@@ -7,8 +7,6 @@ argparse rather than typer: sub-commands are contributed by several modules (eva
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -61,47 +59,64 @@ def _load_model(args: argparse.Namespace):
                             num_heads=args.num_heads, autocast=args.autocast, compile=args.compile)
 
 
+SCORE_FIELDS = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation",
+                "tokens", "weights", "weights_sha256", "error"]
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from attn_core.api import ScoreOptions, expand_paths
+    from attn_core.output import RowWriter, check_output
 
+    out = check_output(args.out, args.resume)  # before any work: a bad --out never costs a run
     files, missing = expand_paths(args.paths)
     if not files and not missing:
         print("No image files found in the given paths.", file=sys.stderr)
         return 2
     model = _load_model(args)
     options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
-    rows: list[dict] = []
-    skipped: list[tuple[str, str]] = [(str(p), reason) for p, reason in missing]
+    skipped: list[tuple[str, str]] = []
     overlay_dir = Path(args.save_overlays) if args.save_overlays else None
     if overlay_dir:
         overlay_dir.mkdir(parents=True, exist_ok=True)
-    weights_name, weights_sha256 = model.backbone.weights_name, model.backbone.weights_sha256
-    progress = tqdm(total=len(files), unit="img", desc="scoring", disable=args.quiet, file=sys.stderr)
-    seen: set[Path] = set()
-    for item in model.score_files(files, options, batch_size=args.batch_size, workers=args.workers,
-                                  all_faces=args.all_faces, on_no_face=args.no_face.replace("-", "_")):
-        if item.path not in seen:
-            seen.add(item.path)
-            progress.update(1)
-        if not item.ok:
-            skipped.append((str(item.path), item.error))
-            continue
-        result, face = item.result, item.result.face
-        rows.append({
-            "path": str(item.path), "face": item.face_index, "score": result.score,
-            "faces_found": face.num_faces, "alignment": face.method, "backbone": result.backbone,
-            "block": result.block, "heads": "all" if len(result.heads) == len(result.head_scores) else
-            " ".join(map(str, result.heads)), "aggregation": result.aggregation, "tokens": result.tokens,
-            "weights": weights_name, "weights_sha256": weights_sha256,
-        })
-        if overlay_dir:
-            _save_overlay(overlay_dir, item, model.spec)
-    progress.close()
-    _write_rows(rows, args.out)
-    print(f"Scored {len(rows)} face(s) from {len({row['path'] for row in rows})} file(s) with "
-          f"{model.spec.name} ({model.backbone.weights}); skipped {len(skipped)}.", file=sys.stderr)
+    heads = "all" if args.heads is None else " ".join(map(str, args.heads))
+    common = {"backbone": model.spec.name, "block": model.backbone.block_index(args.block), "heads": heads,
+              "aggregation": args.aggregation, "tokens": args.tokens, "weights": model.backbone.weights_name,
+              "weights_sha256": model.backbone.weights_sha256}
+    scored, ok_files = 0, set()
+    with RowWriter(out, SCORE_FIELDS, resume=args.resume, options=common) as rows:
+        earlier = len(rows.done)
+        for path, reason in missing:
+            if str(path) not in rows.done:
+                rows.write({"path": str(path), "error": reason, **common})
+            skipped.append((str(path), reason))
+        todo = [f for f in files if str(f) not in rows.done]
+        if args.resume:
+            print(f"Resuming {out}: {earlier} file(s) already there, {len(todo)} to score.", file=sys.stderr)
+        progress = tqdm(total=len(todo), unit="img", desc="scoring", disable=args.quiet, file=sys.stderr)
+        seen: set[Path] = set()
+        for item in model.score_files(todo, options, batch_size=args.batch_size, workers=args.workers,
+                                      all_faces=args.all_faces, on_no_face=args.no_face.replace("-", "_")):
+            if item.path not in seen:
+                seen.add(item.path)
+                progress.update(1)
+            if not item.ok:
+                skipped.append((str(item.path), item.error))
+                rows.write({"path": str(item.path), "error": item.error, **common})
+                continue
+            result, face = item.result, item.result.face
+            rows.write({**common, "path": str(item.path), "face": item.face_index, "score": result.score,
+                        "faces_found": face.num_faces, "alignment": face.method, "heads": "all" if len(result.heads)
+                        == len(result.head_scores) else " ".join(map(str, result.heads)), "error": ""})
+            scored += 1
+            ok_files.add(item.path)
+            if overlay_dir:
+                _save_overlay(overlay_dir, item, model.spec)
+        progress.close()
+    print(f"Scored {scored} face(s) from {len(ok_files)} file(s) with "
+          f"{model.spec.name} ({model.backbone.weights_name}); skipped {len(skipped)}."
+          + (f" Rows in {out}." if out else ""), file=sys.stderr)
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     if not model.spec.face_trained:
@@ -117,22 +132,6 @@ def _save_overlay(folder: Path, item, spec) -> None:
 
     image = crop_overlay(item.result.face.aligned, item.result.patch_map, spec)
     Image.fromarray(image).save(folder / f"{item.path.stem}_face{item.face_index}.png")
-
-
-def _write_rows(rows: list[dict], out: str | None) -> None:
-    if out and out.endswith(".json"):
-        Path(out).write_text(json.dumps(rows, indent=1))
-        return
-    buffer = io.StringIO()
-    fields = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation", "tokens",
-              "weights", "weights_sha256"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    if out:
-        Path(out).write_text(buffer.getvalue())
-    else:
-        sys.stdout.write(buffer.getvalue())
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
@@ -180,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     add_backbone_arguments(score)
     add_score_options(score)
-    score.add_argument("--out", help="write scores to a .csv or .json file (default: CSV on stdout)")
+    score.add_argument("--out", help="write scores to a .csv, .jsonl or .json file, row by row as they are scored "
+                       "(default: CSV on stdout); files that fail are rows with their reason in the error column")
+    score.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run: keep --out's rows and score only the files not in it")
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding and aligning images")
     score.add_argument("--all-faces", action="store_true", help="score every face of a photo, not only the largest")

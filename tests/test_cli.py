@@ -38,7 +38,10 @@ def test_score_folder_with_broken_files(mixed_folder: Path, tmp_path: Path, caps
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     good = sorted(p.name for p in (mixed_folder / "good").iterdir())
-    assert sorted(Path(r["path"]).name for r in rows) == good
+    assert sorted(Path(r["path"]).name for r in rows if not r["error"]) == good
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"broken.jpg", "empty.png", "truncated.jpg", "no_face.png"}  # every bad file is a row
+    assert all(r["score"] == "" for r in rows if r["error"])
     err = capsys.readouterr().err
     for broken in ("broken.jpg", "empty.png", "truncated.jpg", "no_face.png"):
         assert f"skipped {mixed_folder / broken}:" in err
