@@ -457,6 +457,7 @@ def run_eval(
                     "distance": "arccos(cosine)/pi"},
         "quality_models": [{
             "label": m.label, "backbone": m.model.spec.name, "weights": str(m.model.backbone.weights),
+            "weights_sha256": m.model.backbone.weights_sha256,
             "face_trained": m.model.spec.face_trained, "block": m.model.backbone.block_index(m.options.block),
             "heads": list(m.options.heads) if m.options.heads else "all", "aggregation": m.options.aggregation,
             "tokens": m.options.tokens} for m in methods],
@@ -662,6 +663,7 @@ def run_sweep(
         "failure": "utility below the matcher's verification threshold" if threshold is not None else
         "undefined: the matcher has no verification threshold (pass --failure-threshold)",
         "quality_models": [{"label": m.label, "backbone": m.model.spec.name, "weights": str(m.model.backbone.weights),
+            "weights_sha256": m.model.backbone.weights_sha256,
                             "face_trained": m.model.spec.face_trained} for m in methods],
         "results": stats,
         "warnings": warnings,

@@ -42,8 +42,9 @@ _ARCFACE_TORCH = WeightsSource(
 )
 _CVLFACE_RELEASE = WeightsSource(
     "manual",
-    how_to_get="Download {file} from the ATTN-FIQA / CVLFace authors' release, then pass --weights FILE or copy it "
-    "to {home}/{name}.pt.",
+    how_to_get="{file} is only in the ATTN-FIQA authors' Google Drive folder (linked from the method's official "
+    "release README); no hub serves it, so it cannot be fetched. Download {file} there by hand (a browser with a "
+    "Google account may be needed), then pass --weights {file} or copy it to {home}/{name}.pt.",
     licence="CVLFace / authors' release: non-commercial research only",
 )
 _TRANSFACE = WeightsSource(
