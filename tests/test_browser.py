@@ -32,6 +32,8 @@ def app_url(server) -> str:
 @pytest.fixture()
 def page(app_url):
     if not Path(CHROMIUM).exists():
+        if os.environ.get("ATTN_FIQA_REQUIRE_BROWSER"):  # CI: the browser tests must run, or fail loudly
+            pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver, or set CHROMIUM)")
         pytest.skip(f"no Chromium at {CHROMIUM}")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
