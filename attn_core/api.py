@@ -140,16 +140,40 @@ def _flatten(batch: list[list[_Prepared]]) -> list[_Prepared]:
     return [item for items in batch for item in items]
 
 
+def _not_a_file_reason(path: Path) -> str:
+    """Why an existing-looking path cannot be read as an image file, in words."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return f"{path} is a symlink loop"
+        except OSError:
+            return f"{path} is a broken symlink (its target does not exist)"
+        return f"{path} is a broken symlink"
+    if path.exists():
+        kind = "a fifo (named pipe)" if path.is_fifo() else "a socket" if path.is_socket() else \
+            "a device" if path.is_block_device() or path.is_char_device() else "not a regular file"
+        return f"{path} is {kind}, not an image file"
+    return f"{path} does not exist"
+
+
 def expand_paths(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files from files and folders (recursively, image suffixes only), plus inputs that do not exist."""
+    """Files from files and folders (recursively, image suffixes only), plus the inputs that cannot be read with the
+    reason (missing, a fifo, a broken symlink or symlink loop); inside folders such entries are reported, not skipped."""
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            for entry in sorted(path.rglob("*")):
+                if entry.suffix.lower() not in IMAGE_SUFFIXES or entry.is_dir():
+                    continue
+                if entry.is_file():
+                    files.append(entry)
+                else:
+                    missing.append((entry, _not_a_file_reason(entry)))
         elif path.is_file():
             files.append(path)
         else:
-            missing.append((path, f"{path} does not exist"))
+            missing.append((path, _not_a_file_reason(path)))
     return files, missing

@@ -131,7 +131,15 @@ def _save_overlay(folder: Path, item, spec) -> None:
     from attn_core.render import crop_overlay
 
     image = crop_overlay(item.result.face.aligned, item.result.patch_map, spec)
-    Image.fromarray(image).save(folder / f"{item.path.stem}_face{item.face_index}.png")
+    Image.fromarray(image).save(folder / overlay_name(item.path, item.face_index))
+
+
+def overlay_name(path: Path, face_index: int) -> str:
+    """``<stem>_<hash of the full path>_face<i>.png``: files of the same name in different folders never collide."""
+    import hashlib
+
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
+    return f"{Path(path).stem}_{digest}_face{face_index}.png"
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:

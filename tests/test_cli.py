@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from attn_core.api import FaceQualityModel
-from attn_core.cli import main
+from attn_core.cli import main, overlay_name
 from attn_core.specs import ASSETS_DIR
 
 EXAMPLES = ASSETS_DIR / "examples"
@@ -61,7 +61,7 @@ def test_json_heads_block_and_overlays(tmp_path: Path) -> None:
     assert code == 0
     (row,) = json.loads(out.read_text())
     assert row["block"] == 1 and row["heads"] == "0 2"
-    assert (overlays / "astronaut_face0.png").is_file()
+    assert [p.name for p in overlays.iterdir()] == [overlay_name(EXAMPLES / "astronaut.jpg", 0)]
 
 
 def test_missing_weights_is_one_clear_line(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -102,3 +102,30 @@ def test_json_scores_are_numbers_with_weights_columns(tmp_path: Path) -> None:
                  "--random-init", "--out", str(out), "--quiet"]) == 0
     (row,) = json.loads(out.read_text())
     assert isinstance(row["score"], float) and row["weights"] == "random (seed 0)" and row["weights_sha256"] == ""
+
+
+def test_same_names_in_two_folders_keep_both_overlays(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(EXAMPLES / "person_a_1.jpg", tmp_path / folder / "me.jpg")
+    assert main(["score", str(tmp_path / "a"), str(tmp_path / "b"), "--backbone", "test-face-vit-p8", "--random-init",
+                 "--save-overlays", str(tmp_path / "maps"), "--quiet", "--out", str(tmp_path / "s.csv")]) == 0
+    assert len(list((tmp_path / "maps").iterdir())) == 2
+
+
+def test_fifo_and_symlink_loop_are_reported_by_name(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "aligned_112.png", folder / "good.png")
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "dangling.png").symlink_to(folder / "absent.png")
+    out = tmp_path / "s.csv"
+    assert main(["score", str(folder), str(folder / "pipe.jpg"), "--backbone", "test-face-vit-p8", "--random-init",
+                 "--out", str(out), "--quiet"]) == 0
+    errors = [(Path(r["path"]).name, r["error"]) for r in csv.DictReader(out.open()) if r["error"]]
+    assert ("pipe.jpg", f"{folder / 'pipe.jpg'} is a fifo (named pipe), not an image file") in errors
+    assert ("loop.jpg", f"{folder / 'loop.jpg'} is a symlink loop") in errors
+    assert ("dangling.png", f"{folder / 'dangling.png'} is a broken symlink (its target does not exist)") in errors
