@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -398,3 +399,16 @@ def test_only_listed_backbones_are_served(client):
     # A remote user must not make the server build arbitrary (multi-GB) timm models.
     with pytest.raises(AppError, match="serves only the backbones its picker lists"):
         _inspect(client, backbone="timm:vit_huge_patch14_224")
+
+
+def test_errors_name_the_users_file_not_the_servers_upload_folder(client, tmp_path):
+    broken = tmp_path / "my holiday.jpg"
+    broken.write_text("not an image")
+    with pytest.raises(AppError) as caught:
+        _inspect(client, image=str(broken))
+    message = str(caught.value)
+    assert "my holiday.jpg" in message and "/gradio/" not in message
+    from app.handlers import public_message
+
+    upload = os.path.join(tempfile.gettempdir(), "gradio", "ab" * 32, "me.jpg")
+    assert public_message(f"Could not read {upload}: truncated") == "Could not read me.jpg: truncated"
