@@ -24,6 +24,7 @@ __all__ = [
     "ARCFACE_TEMPLATE",
     "DETECT_MAX_SIDE",
     "MAX_PIXELS",
+    "DECODE_MAX_SIDE",
     "YUNET_FILENAME",
     "AlignedFace",
     "DetectedFace",
@@ -56,6 +57,8 @@ ARCFACE_TEMPLATE.setflags(write=False)
 
 TEMPLATE_SIZE = 112
 MAX_PIXELS: int = 50_000_000  # read at call time, so tests and callers can lower it
+DECODE_MAX_SIDE: int = 3000  # photos are reduced to this right at decoding (JPEG: in the DCT, via draft); plenty
+# for a 112x112 crop of any face YuNet can find, and it bounds the memory and time every later step costs
 DETECT_MAX_SIDE: int = 1280  # detection runs on a copy no larger than this; YuNet finds faces of ~10-300 px anyway
 YUNET_FILENAME = "face_detection_yunet_2023mar_int8bq.onnx"
 
@@ -173,8 +176,17 @@ def _open_encoded(stream: io.BytesIO | str, name: str) -> np.ndarray:
     try:
         with Image.open(stream) as image:
             _check_pixel_count(image.width, image.height, name)
+            limit = DECODE_MAX_SIDE
+            if max(image.size) > limit and image.format == "JPEG":
+                # Decode-time reduction (1/2, 1/4, 1/8 in the DCT): a 45-megapixel JPEG never exists in full.
+                image.draft("RGB", (max(1, image.width * limit // max(image.size)),
+                                    max(1, image.height * limit // max(image.size))))
             image.load()  # decode now: truncated or corrupt data fails here, inside the try
             oriented = ImageOps.exif_transpose(image)
+            if max(oriented.size) > limit:
+                scale = limit / max(oriented.size)
+                oriented = oriented.resize((max(1, round(oriented.width * scale)), max(1, round(oriented.height * scale))),
+                                           Image.Resampling.BOX)
             return _pil_to_rgb(oriented, name)
     except ImageLoadError:
         raise

@@ -482,3 +482,22 @@ def test_example_assets_load_and_have_one_face():
     for path in examples:
         found = extract_faces(path)
         assert found[0].method == "detected" and found[0].num_faces == 1, path.name
+
+
+def test_large_photos_are_reduced_at_decoding(tmp_path) -> None:
+    from PIL import Image as PILImage
+
+    from attn_core import faces as faces_module
+    from attn_core.faces import extract_faces, load_image
+
+    photo = PILImage.open(faces_module.ASSETS_DIR / "examples" / "person_a_1.jpg").convert("RGB")
+    scale = 6000 / max(photo.size)
+    big = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    for suffix in ("jpg", "png"):
+        path = tmp_path / f"big.{suffix}"
+        big.save(path)
+        image = load_image(path)
+        assert max(image.shape[:2]) <= faces_module.DECODE_MAX_SIDE
+        assert abs(image.shape[1] / image.shape[0] - big.width / big.height) < 0.01  # aspect kept
+        (face,) = extract_faces(path)
+        assert face.aligned.shape == (112, 112, 3) and face.num_faces == 1
