@@ -10,6 +10,11 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="require this login (use it, with https, whenever the app is reachable beyond localhost)")
+    parser.add_argument("--ssl-certfile", help="serve https with this certificate (browsers allow the webcam only on "
+                        "https or localhost)")
+    parser.add_argument("--ssl-keyfile", help="the certificate's private key")
     parser.add_argument("--weights", help="serve your own checkpoint (file, Hugging Face style folder or "
                         "hf://owner/repo[/file]) as the default backbone")
     parser.add_argument("--backbone", default="", help="the registry name of --weights' architecture (default: read "
@@ -30,8 +35,18 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.backbone and not args.weights:
         raise ValueError("--backbone names the architecture of --weights FILE; pass --weights too (the app lists "
                          "every registered backbone without it).")
+    extra = {}
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth takes USER:PASSWORD, e.g. --auth alice:s3cret")
+        extra["auth"] = (user, password)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ValueError("https needs both --ssl-certfile and --ssl-keyfile")
+    if args.ssl_certfile:
+        extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
-           num_heads=args.num_heads)
+           num_heads=args.num_heads, **extra)
     return 0
 
 

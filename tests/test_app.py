@@ -392,7 +392,8 @@ def test_python_dash_m_app_takes_the_same_options(monkeypatch):
     seen = {}
     monkeypatch.setattr(cli, "cmd_app", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["--port", "9000"]) == 0
-    assert seen == {"host": "127.0.0.1", "port": 9000, "share": False, "weights": None, "backbone": "", "num_heads": None}
+    assert seen == {"host": "127.0.0.1", "port": 9000, "share": False, "weights": None, "backbone": "", "num_heads": None,
+                    "auth": None, "ssl_certfile": None, "ssl_keyfile": None}
 
 
 def test_only_listed_backbones_are_served(client):
@@ -412,3 +413,34 @@ def test_errors_name_the_users_file_not_the_servers_upload_folder(client, tmp_pa
 
     upload = os.path.join(tempfile.gettempdir(), "gradio", "ab" * 32, "me.jpg")
     assert public_message(f"Could not read {upload}: truncated") == "Could not read me.jpg: truncated"
+
+
+def test_auth_is_required_when_asked(tmp_path):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import _free_port
+
+    port = _free_port()
+    root = Path(__file__).resolve().parent.parent
+    app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--auth", "alice:s3cret"], cwd=root,
+                           env=os.environ | {"PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with pytest.raises(Exception):
+            Client(f"http://127.0.0.1:{port}/", verbose=False)  # no credentials: refused
+        logged_in = Client(f"http://127.0.0.1:{port}/", auth=("alice", "s3cret"), verbose=False)
+        assert "/inspect" in logged_in.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    bad = subprocess.run([sys.executable, "-m", "app", "--auth", "alice"], cwd=root, capture_output=True, text=True,
+                         env=os.environ | {"PYTHONPATH": str(root)}, timeout=120)
+    assert bad.returncode == 2 and "--auth takes USER:PASSWORD" in bad.stderr
