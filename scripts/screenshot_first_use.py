@@ -86,6 +86,9 @@ def main() -> int:
             finally:
                 demo.close()
             browser.close()
+    import shutil
+
+    shutil.rmtree(HOME, ignore_errors=True)
     for name in ("first_use_start", "first_use_scored", "offline_banner"):
         print(f"saved {args.out / (name + '.png')}")
     return 0

@@ -18,6 +18,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = os.path.join(_TEST_HOME.name, "hf")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ["ATTN_FIQA_HOME"] = os.path.join(_TEST_HOME.name, "attn_fiqa")
+# Temporary files of the code under test (the app's CSV downloads, Gradio's uploads, subprocesses) land there too.
+os.makedirs(os.path.join(_TEST_HOME.name, "tmp"))
+os.environ["TMPDIR"] = tempfile.tempdir = os.path.join(_TEST_HOME.name, "tmp")
 
 
 def _free_port() -> int:
