@@ -64,6 +64,20 @@ class FaceQualityModel:
         else:
             self.backbone = cached_backbone(backbone, None if weights is None else str(weights), device, random_init, num_heads)
 
+    @classmethod
+    def from_module(cls, model: torch.nn.Module, *, name: str = "custom-vit", mean: tuple[float, float, float] | None = None,
+                    std: tuple[float, float, float] | None = None, face_trained: bool = True, device: str | None = None,
+                    autocast: str | None = None) -> FaceQualityModel:
+        """Score with your own ViT module: a timm ``VisionTransformer`` or a face ViT of the insightface / CVLFace
+        family (``attn_core.models.face_vit.FaceViT`` or any module with the same ``patch_embed`` / ``pos_embed`` /
+        ``blocks[i].norm1`` / ``blocks[i].attn.qkv`` layout). The architecture is read from the module itself."""
+        from attn_core.backbone import Backbone, spec_of_module
+
+        spec = spec_of_module(model, name=name, mean=mean, std=std, face_trained=face_trained)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(Backbone(spec, model, torch.device(device), f"module {type(model).__name__} ({name})"),
+                   autocast=autocast)
+
     @property
     def spec(self):
         return self.backbone.spec
@@ -106,6 +120,15 @@ class FaceQualityModel:
                     yield FileScore(item.path, error=item.error)
                 else:
                     yield FileScore(item.path, result=next(scored), face_index=item.face_index)
+
+
+def create_model(backbone: str = "", *, weights: str | os.PathLike | None = None, device: str | None = None,
+                 random_init: bool = False, num_heads: int | None = None, autocast: str | None = None) -> FaceQualityModel:
+    """The one factory (like ``timm.create_model``): a registry name, ``timm:NAME``, or "" for the default backbone
+    (installed face-trained weights first; online, the method's ViT-B is downloaded on first use). The model carries
+    its preprocessing (input size, mean/std, colour order) in ``model.spec``."""
+    return FaceQualityModel(backbone, weights=weights, device=device, random_init=random_init, num_heads=num_heads,
+                            autocast=autocast)
 
 
 @dataclass

@@ -148,6 +148,31 @@ def spec_of_timm_model(spec: BackboneSpec, model: nn.Module) -> BackboneSpec:
     )
 
 
+def spec_of_module(model: nn.Module, *, name: str, mean=None, std=None, face_trained: bool = True) -> BackboneSpec:
+    """A spec read off a user's ViT module (timm VisionTransformer, or the face-ViT family's layout)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if isinstance(model, VisionTransformer):
+        base = BackboneSpec(name=name, family="timm", patch_size=1, grid=(1, 1), embed_dim=1, depth=1, num_heads=1,
+                            face_trained=face_trained, description="user module (timm VisionTransformer)")
+        spec = spec_of_timm_model(base, model)
+    else:
+        needed = ("patch_embed", "pos_embed", "blocks", "embed_tokens")
+        missing = [attr for attr in needed if not hasattr(model, attr)]
+        if missing or not all(hasattr(b, "norm1") and hasattr(getattr(b, "attn", None), "qkv") for b in model.blocks):
+            raise ValueError(f"{type(model).__name__} is neither a timm VisionTransformer nor a face ViT of the "
+                             f"insightface / CVLFace layout (missing: {', '.join(missing) or 'blocks[i].norm1 / attn.qkv'}).")
+        patch = int(model.patch_embed.proj.kernel_size[0])
+        grid = int(round(model.pos_embed.shape[1] ** 0.5))
+        spec = BackboneSpec(name=name, family="face_vit", patch_size=patch, grid=(grid, grid),
+                            embed_dim=int(model.pos_embed.shape[-1]), depth=len(model.blocks),
+                            num_heads=int(model.blocks[0].attn.num_heads), input_size=112,
+                            mlp_ratio=model.blocks[0].mlp.fc1.out_features / model.pos_embed.shape[-1],
+                            face_trained=face_trained, description="user module (face ViT)")
+    return replace(spec, mean=tuple(mean) if mean is not None else spec.mean,
+                   std=tuple(std) if std is not None else spec.std)
+
+
 def _load_timm_hub(spec: BackboneSpec, folder: Path | None) -> nn.Module:
     """A timm model with its Hub weights through timm's own loaders: ``local-dir:`` for a cached or copied repo
     folder (config.json + weights; no request), ``hf-hub:`` otherwise (timm downloads through huggingface_hub)."""

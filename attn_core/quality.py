@@ -38,6 +38,8 @@ class AttentionStats:
     block: int
     weights: str = ""  # the weights' file name, or "random (seed N)"
     weights_sha256: str = ""  # content hash of that file ("" for random weights)
+    patch_size: int = 0  # pixels per patch on the model input (9-px grids cover 108 of 112): for rendering maps
+    input_size: int = 112
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def attention_stats(
     means_patch_np = torch.cat(means_patch).double().cpu().numpy()
     stats = [
         AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index,
-                       backbone.weights_name, backbone.weights_sha256)
+                       backbone.weights_name, backbone.weights_sha256, spec.patch_size, spec.input_size)
         for b in range(images.shape[0])
     ]
     return stats, torch.cat(embeddings).float().cpu().numpy() if with_embedding else None

@@ -149,3 +149,31 @@ def head_grid(aligned: np.ndarray, head_maps: np.ndarray, head_scores: np.ndarra
             axis.set_title(f"head {index}: {head_scores[index]:+.4f}", fontsize=9)
     figure.tight_layout()
     return figure_to_array(figure)
+
+
+def show_map_on_image(result, *, on: Literal["crop", "photo"] = "crop", head: int | None = None, cmap: str = "jet",
+                      alpha: float = 0.4, normalisation: Normalisation = "per_image",
+                      value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """A result's map over its face, everything taken from the result (like pytorch-grad-cam's show_cam_on_image).
+
+    Args:
+        result: a ``QualityResult`` with its face (``score_image`` / ``score_aligned`` results carry one).
+        on: ``"crop"`` (the aligned 112x112 face) or ``"photo"`` (warped back onto the original photo).
+        head: one head's map instead of the mean over the result's heads.
+    """
+    face = result.face
+    if face is None:
+        raise ValueError("This result carries no face (score_faces on bare arrays); use score_image or score_aligned, "
+                         "or crop_overlay(aligned, result.patch_map, spec).")
+    stats = result.stats
+    geometry = BackboneSpec(name=result.backbone, family="face_vit", patch_size=stats.patch_size or
+                            stats.input_size // stats.grid[0], grid=stats.grid, embed_dim=1, depth=1, num_heads=1,
+                            input_size=stats.input_size)
+    grid_map = result.patch_map if head is None else result.head_maps[head]
+    if on == "crop":
+        return crop_overlay(face.aligned, grid_map, geometry, cmap=cmap, alpha=alpha, normalisation=normalisation,
+                            value_range=value_range)
+    if on == "photo":
+        return photo_overlay(face, grid_map, geometry, cmap=cmap, alpha=alpha, normalisation=normalisation,
+                             value_range=value_range)
+    raise ValueError(f"on must be 'crop' or 'photo', not {on!r}")
