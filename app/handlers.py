@@ -789,7 +789,7 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
         shutil.rmtree(inputs.folder, ignore_errors=True)
     scored.sort(key=lambda pair: pair[1].score, reverse=True)
     rows = [[shown, round(r.score, 6), r.face.num_faces, ""] for shown, r in scored]
-    rows += [[shown, None, None, error] for shown, error in failed]
+    rows += [[shown, None, None, public_message(error)] for shown, error in failed]
 
     def pictures(pairs):
         return [(crop_overlay(r.face.aligned, r.patch_map, model.spec, cmap=colormap, alpha=float(opacity)),
