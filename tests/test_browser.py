@@ -86,3 +86,51 @@ def test_upload_score_switch_head_and_sweep(page):
     plot = page.locator("#sweep-plot img")
     plot.wait_for(state="visible")
     assert plot.evaluate("img => img.complete && img.naturalWidth") > 600
+
+
+def _write_y4m(path: Path, image_path: Path, frames: int = 20) -> None:
+    """A raw YUV 4:2:0 clip of one photo, for Chromium's fake camera (--use-file-for-fake-video-capture)."""
+    import numpy as np
+    from PIL import Image
+
+    ycbcr = np.asarray(Image.open(image_path).convert("RGB").resize((480, 640)).convert("YCbCr"))
+    height, width = ycbcr.shape[:2]
+    luma = ycbcr[..., 0]
+    chroma = [ycbcr[..., c].reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)).round().astype(np.uint8)
+              for c in (1, 2)]
+    with path.open("wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            handle.write(b"FRAME\n" + luma.tobytes() + chroma[0].tobytes() + chroma[1].tobytes())
+
+
+def test_webcam_capture_is_scored_and_overlaid(app_url, tmp_path):
+    """The webcam path in headless Chromium with a fake camera playing an example face (localhost: allowed)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("ATTN_FIQA_REQUIRE_BROWSER"):
+            pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    clip = tmp_path / "face.y4m"
+    _write_y4m(clip, PHOTO)
+    camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              f"--use-file-for-fake-video-capture={clip}"]
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(app_url, wait_until="networkidle")
+        page.locator("#random-weights input[type=checkbox]").check()
+        page.wait_for_function("() => document.querySelector('#backbone-status').innerText.includes('Random weights')")
+        page.locator("#inspect-image button[aria-label='Capture from camera']").click()
+        page.get_by_text("Click to Access Webcam").click()
+        page.locator("#inspect-image video").wait_for(state="visible")
+        page.wait_for_function("() => document.querySelector('#inspect-image video').readyState >= 2")
+        page.locator("#inspect-image button[aria-label='capture photo']").click()
+        page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score ')")
+        assert "1 face(s) found" in page.locator("#faces-found").inner_text()
+        overlay = page.locator("#crop-overlay img")
+        overlay.wait_for(state="visible")
+        assert overlay.evaluate("img => img.complete && img.naturalWidth") == 112
+        assert "Random weights" in _score_text(page)
+        browser.close()
