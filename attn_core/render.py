@@ -5,14 +5,18 @@ from __future__ import annotations
 import functools
 from typing import Literal, Sequence
 
+import sys
+
 import cv2
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: the core renders to arrays and files, never to a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from attn_core.specs import BackboneSpec
 
-from attn_core.specs import BackboneSpec  # noqa: E402
+# Figures are drawn with the object API on an Agg canvas: no pyplot state, safe in worker threads, and the user's
+# matplotlib backend is left as it was.
 
 Normalisation = Literal["per_image", "shared", "fixed"]
 COLORMAPS = ("jet", "viridis", "inferno", "magma", "plasma", "turbo", "coolwarm", "gray")
@@ -57,7 +61,7 @@ def map_to_crop(grid_map: np.ndarray, spec: BackboneSpec, size: int = 112) -> np
 @functools.lru_cache(maxsize=32)
 def _lookup_table(cmap: str) -> np.ndarray:
     """256 RGB uint8 entries of a matplotlib colormap: colouring by table lookup is ~20x faster than calling it."""
-    if cmap not in plt.colormaps():
+    if cmap not in matplotlib.colormaps:
         raise ValueError(f"Unknown colormap {cmap!r}; try one of {', '.join(COLORMAPS)}.")
     rgba = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))
     return (rgba[:, :3] * 255).round().astype(np.uint8)
@@ -115,16 +119,26 @@ def draw_boxes(image_rgb: np.ndarray, boxes: Sequence[tuple[float, float, float,
     return canvas
 
 
-def figure_to_array(figure: plt.Figure) -> np.ndarray:
+def _figure(width: float, height: float, **subplots) -> tuple[Figure, object]:
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(**subplots)
+
+
+def figure_to_array(figure: Figure) -> np.ndarray:
+    """RGB pixels of a figure (an Agg canvas is attached when it has none that can render)."""
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
     figure.canvas.draw()
     rgba = np.asarray(figure.canvas.buffer_rgba())
-    plt.close(figure)
+    if getattr(figure, "number", None) is not None and "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(figure)  # a pyplot-managed figure (the caller's): free it
     return rgba[..., :3].copy()
 
 
-def patch_map_figure(grid_map: np.ndarray, *, cmap: str = "jet", title: str = "") -> plt.Figure:
+def patch_map_figure(grid_map: np.ndarray, *, cmap: str = "jet", title: str = "") -> Figure:
     """The raw (unnormalised) patch map on its grid, with a colour bar in logit units."""
-    figure, axis = plt.subplots(figsize=(4.2, 3.6), dpi=100)
+    figure, axis = _figure(4.2, 3.6)
     image = axis.imshow(grid_map, cmap=cmap, interpolation="nearest")
     axis.set_title(title or "mean pre-softmax logit received per patch", fontsize=9)
     axis.set_xticks(range(grid_map.shape[1]))
@@ -141,7 +155,7 @@ def head_grid(aligned: np.ndarray, head_maps: np.ndarray, head_scores: np.ndarra
     """One overlay per head, each titled with that head's own score, as a single RGB image."""
     heats = normalise_maps(list(head_maps), normalisation, value_range)
     rows = int(np.ceil(len(heats) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), dpi=100, squeeze=False)
+    figure, axes = _figure(2.2 * columns, 2.4 * rows, nrows=rows, ncols=columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(heats):

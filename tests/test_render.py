@@ -62,3 +62,13 @@ def test_crop_overlay_and_head_grid_shapes() -> None:
     assert (out[110, 110] == 200).all() and not (out[50, 50] == 200).all()
     grid = head_grid(aligned, np.random.default_rng(1).normal(size=(4, 12, 12)), np.array([-1.0, 0.5, 2, 3]), spec)
     assert grid.ndim == 3 and grid.shape[2] == 3
+
+
+def test_importing_the_renderer_leaves_the_matplotlib_backend_alone() -> None:
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import attn_core.render as r, numpy as np; "
+            "r.figure_to_array(r.patch_map_figure(np.zeros((3, 3)))); print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "svg"
