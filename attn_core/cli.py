@@ -151,7 +151,9 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for spec in specs:
         available = weights_available(spec)
-        status = "available" if available else ("random only" if spec.weights.kind == "none" else "missing")
+        status = "available" if available else ("random only" if spec.weights.kind == "none" else
+                                                 "on the Hub (fetched on first use)" if spec.weights.kind in ("hf", "timm")
+                                                 and spec.weights.location else "missing")
         print(f"{spec.name:44} {spec.family:9} {spec.grid[0]}x{spec.grid[1]:<5} {spec.patch_size:>3} {spec.embed_dim:>4} "
               f"{spec.depth:>5} {spec.num_heads:>5} {spec.num_prefix_tokens:>6}  {'yes' if spec.face_trained else 'no':4}  "
               f"{status}")
