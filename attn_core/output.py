@@ -1,8 +1,8 @@
 """Score rows written as they are produced: a killed run leaves a valid file, and ``--resume`` continues it.
 
 CSV and JSON Lines are appended and flushed row by row (a row is one ``write``, so a kill leaves at most one partial
-last line, which the reader drops); a ``.json`` array is rewritten atomically (temporary file + rename) every few
-seconds and at the end, so it is always valid JSON.
+last line, which the reader drops); a ``.json`` array is rewritten atomically (temporary file + rename) every 2 seconds
+or 16 rows and at the end, so it is always valid JSON.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class RowWriter:
         if resume and self.rows and options:
             self._check_options(options)
         self.done = {str(row["path"]) for row in self.rows}
-        self._last_json_write = 0.0
+        self._last_json_write, self._rows_in_json = 0.0, 0
         self._handle = None
         if path is None:
             self._writer = csv.DictWriter(sys.stdout, fieldnames=fields)
@@ -116,6 +116,7 @@ class RowWriter:
         temporary.write_text(json.dumps(self.rows, indent=1), encoding="utf-8")
         os.replace(temporary, self.path)  # atomic: the file is always a complete JSON array
         self._last_json_write = time.monotonic()
+        self._rows_in_json = len(self.rows)
 
     def write(self, row: dict) -> None:
         row = {key: row.get(key) for key in self.fields}  # every row has every column (None / empty when absent)
@@ -127,7 +128,7 @@ class RowWriter:
         elif self.path.suffix.lower() == ".jsonl":
             self._handle.write(json.dumps(row) + "\n")
             self._handle.flush()
-        elif time.monotonic() - self._last_json_write > 2.0:
+        elif time.monotonic() - self._last_json_write > 2.0 or len(self.rows) - self._rows_in_json >= 16:
             self._write_json()
 
     def close(self) -> None:
