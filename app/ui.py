@@ -254,7 +254,8 @@ def build_demo() -> gr.Blocks:
         # preprocess=False: the uploaded file reaches attn_core as it is (its own loader handles EXIF, formats and
         # unreadable files with a plain message); Gradio still checks every path is an upload before the call.
         raw = {"preprocess": False}
-        image.change(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect", **raw)
+        image.change(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect", **raw).success(
+            handlers.backbone_status, [backbone, random_weights], status, api_visibility="private")  # after a download
         # Controls re-summarise cached attention (no forward pass); only block and backbone changes run the model.
         gr.on([heads.input, aggregation.input, tokens.input, view.input, face_index.input, centre_crop.input,
                colormap.input, opacity.release, normalisation.input, vmin.input, vmax.input, block.release],

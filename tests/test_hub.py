@@ -295,6 +295,8 @@ def test_app_first_use_downloads_with_progress_and_starts_at_once(tmp_path: Path
             details = client.predict(handle_file(str(PHOTO)), ONLINE_DEFAULT, False, -1, [], "mean", "all", 0, -1,
                                      "jet", 0.4, "per image", None, None, False, api_name="/inspect")[8]
             assert len(hub.state.downloads("model.safetensors")) == 1
+            status = client.predict(ONLINE_DEFAULT, False, api_name="/backbone_info")[0]
+            assert "Trained weights installed" in status  # the status line no longer promises a download
             assert details["weights_sha256"] == hashlib.sha256(files["model.safetensors"]).hexdigest()
             assert details["score"] == pytest.approx(_expected_score(files, tmp_path), rel=1e-5)
         finally:
