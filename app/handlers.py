@@ -131,10 +131,6 @@ class Startup:
     missing_message: str | None
 
 
-# Weights the user gave at launch (``attn-fiqa app --backbone NAME --weights FILE``): backbone name -> file.
-_launch_weights: dict[str, str] = {}
-
-
 def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> str:
     """Serve ``backbone`` (empty: read the architecture from the file) with the user's checkpoint ``weights``.
 
@@ -143,11 +139,11 @@ def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> st
     """
     model = FaceQualityModel(backbone, weights=weights, num_heads=num_heads)
     name = backbone or model.spec.name
-    _launch_weights[name] = str(weights)
     _user_models[name] = model
     return name
 
 
+# The user's own checkpoints given at launch (``attn-fiqa app --weights FILE``): listed name -> loaded model.
 _user_models: dict[str, FaceQualityModel] = {}
 
 
@@ -157,7 +153,7 @@ def spec_of(backbone: str) -> BackboneSpec:
 
 
 def has_weights(spec: BackboneSpec) -> bool:
-    return spec.name in _launch_weights or weights_available(spec)
+    return spec.name in _user_models or weights_available(spec)
 
 
 def downloadable(spec: BackboneSpec) -> bool:
@@ -168,8 +164,8 @@ def downloadable(spec: BackboneSpec) -> bool:
 def startup_state() -> Startup:
     """The default backbone at launch, without blocking: installed weights first; else, if the Hub answers, the
     online default (downloaded on first use, with progress); else the banner with the exact reason."""
-    if _launch_weights:
-        return Startup(next(iter(_launch_weights)), False, None)
+    if _user_models:
+        return Startup(next(iter(_user_models)), False, None)
     installed = installed_default()
     if installed is not None:
         return Startup(installed, False, None)
@@ -190,10 +186,10 @@ def backbone_choices() -> list[tuple[str, str]]:
     choices = []
     specs = list(backbone_specs()) + [m.spec for n, m in _user_models.items() if n not in {s.name for s in backbone_specs()}]
     for spec in specs:
-        if spec.weights.kind == "none" and spec.name not in _launch_weights:
+        if spec.weights.kind == "none" and spec.name not in _user_models:
             status = "random weights only"
         elif has_weights(spec):
-            status = "your weights" if spec.name in _launch_weights else "weights installed"
+            status = "your weights" if spec.name in _user_models else "weights installed"
         else:
             status = "downloaded on first use" if downloadable(spec) else "weights not installed"
         kind = "face" if spec.face_trained else "not face-trained"
@@ -207,16 +203,13 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
         raise ValueError("Choose a backbone first.")
     if backbone in _user_models and not random_weights:
         return _user_models[backbone]
-    if backbone not in {name for _, name in backbone_choices()}:
+    if backbone not in {spec.name for spec in backbone_specs()}:
         # Only what the picker lists: any other timm name would let a remote user load arbitrary (huge) models.
         raise ValueError(f"Unknown backbone {backbone!r}: this app serves only the backbones its picker lists.")
     spec = spec_of(backbone)
-    if not random_weights and not weights_available(spec) and downloadable(spec):
-        # First use: FaceQualityModel downloads the weights (huggingface_hub's progress bars, which the calling
-        # handler's gr.Progress(track_tqdm=True) shows), then they are cached for every later run.
-        log.info("downloading the weights of %s (first use)", backbone)
-        return FaceQualityModel(backbone)
-    if not random_weights and not weights_available(spec):
+    # Hub weights not yet cached are downloaded by FaceQualityModel on first use (huggingface_hub's progress bars,
+    # which the calling handler's gr.Progress(track_tqdm=True) shows), then cached for every later run.
+    if not random_weights and not weights_available(spec) and not downloadable(spec):
         raise BackboneNotAvailable(
             f"{how_to_get(spec)} Or tick '{RANDOM_LABEL}' to see the mechanics with random weights (that score "
             f"means nothing about face quality)."

@@ -95,15 +95,15 @@ class Backbone:
             features = self.model(images)
         return nn.functional.normalize(features.float(), dim=-1)
 
-    @property
+    @functools.cached_property
     def weights_sha256(self) -> str:
-        """Content hash of the weights file ("" for random weights), memoised per file."""
+        """Content hash of the weights file ("" for random weights), computed once per backbone."""
         from attn_core.cache import weights_identity
 
         identity = weights_identity(self.weights)
         return identity[len("sha256:"):] if identity.startswith("sha256:") else ""
 
-    @property
+    @functools.cached_property
     def weights_name(self) -> str:
         """The weights' file name, or "random (seed N)"."""
         return Path(self.weights).name if self.weights_sha256 else self.weights
@@ -173,26 +173,20 @@ def spec_of_module(model: nn.Module, *, name: str, mean=None, std=None, face_tra
                    std=tuple(std) if std is not None else spec.std)
 
 
-def _load_timm_hub(spec: BackboneSpec, folder: Path | None) -> nn.Module:
-    """A timm model with its Hub weights through timm's own loaders: ``local-dir:`` for a cached or copied repo
-    folder (config.json + weights; no request), ``hf-hub:`` otherwise (timm downloads through huggingface_hub)."""
+def _load_timm_hub(spec: BackboneSpec, folder: Path) -> nn.Module:
+    """A timm model from a Hub repo folder (the cached snapshot, or a copy with config.json + weights) through timm's
+    own ``local-dir:`` loader, so the repo's config.json defines the architecture. The files were fetched by
+    ``registry.fetch_weights`` (the same two files timm's ``hf-hub:`` loader would fetch); no request here."""
     import timm
 
-    from attn_core.hub import offline_reason
-
-    kwargs = {k: v for k, v in spec.timm_kwargs if not spec.face_trained}  # e.g. DINOv2 at 224 px
-    if not spec.face_trained:
-        kwargs["num_classes"] = 0
-    source = f"local-dir:{folder}" if folder is not None else f"hf-hub:{spec.weights.location}"
-    if folder is None and offline_reason():
-        raise BackboneNotAvailable(f"{spec.name}: not in the local Hugging Face cache and {offline_reason()}. "
-                                   f"{how_to_get(spec)}")
+    kwargs = {} if spec.face_trained else {**dict(spec.timm_kwargs), "num_classes": 0}  # e.g. DINOv2 at 224 px
     try:
-        return timm.create_model(source, pretrained=True, **kwargs)
+        return timm.create_model(f"local-dir:{folder}", pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as error:
-        if isinstance(error, RuntimeError) and "size mismatch" in str(error) or "Missing key" in str(error):
-            raise CheckpointError(f"{source} does not fit {spec.name}: {str(error)[:600]}") from None
-        raise HubError(f"timm could not load {source}: {type(error).__name__}: {str(error)[:300]}") from None
+        text = str(error)
+        if any(marker in text for marker in ("size mismatch", "Missing key", "Unexpected key")):
+            raise CheckpointError(f"{folder} does not fit {spec.name}: {text[:600]}") from None
+        raise CheckpointError(f"timm could not load {folder}: {type(error).__name__}: {text[:300]}") from None
 
 
 def spec_from_checkpoint(state_dict: dict[str, torch.Tensor], name: str, num_heads: int) -> BackboneSpec:

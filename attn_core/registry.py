@@ -112,7 +112,8 @@ _face_vit(
 
 
 def _timm_face(name: str, repo: str, arch: str, dim: int, heads: int, loss: str, params: str, size_mb: float) -> None:
-    """A timm face ViT on the Hub, loaded with timm's own ``hf-hub:`` support (its config.json defines the model).
+    """A timm face ViT on the Hub: its config.json and weights are fetched, then timm's own ``local-dir:`` loader
+    builds it from them (the repo's config defines the model, as with timm's ``hf-hub:`` loader).
 
     ``timm_name`` / ``timm_kwargs`` rebuild the published architecture for random weights only; trained weights
     always come with the repo's own config.

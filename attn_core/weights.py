@@ -89,7 +89,8 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
                 state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
                 stripped += prefix
                 changed = True
-    log.info("checkpoint keys had prefix %r (stripped)", stripped) if stripped else log.info("checkpoint keys unprefixed")
+    if stripped:
+        log.info("checkpoint keys had prefix %r (stripped)", stripped)
     return state_dict
 
 
@@ -188,10 +189,10 @@ def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: s
     model.load_state_dict(state_dict, strict=False)  # strictness checked above, with a better message
 
 
-def resolve_hf(uri: str, filename: str = "", *, offline: bool | None = None, cache_dir: str | None = None) -> Path:
-    """Download (or find in the local cache) ``hf://owner/repo[/file]``; offline mode uses only the cache."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def resolve_hf(uri: str, filename: str = "") -> Path:
+    """``hf://owner/repo[/file]`` through the one Hub download path (``attn_core.hub.download``): the cached file,
+    else a download; offline mode uses only the cache. Also fetches the repo's config.json (the head count may be there)."""
+    from attn_core.hub import HubError, download
 
     spec = uri[len(HF_SCHEME) :] if uri.startswith(HF_SCHEME) else uri
     parts = spec.split("/")
@@ -199,22 +200,9 @@ def resolve_hf(uri: str, filename: str = "", *, offline: bool | None = None, cac
         raise CheckpointError(f"'{uri}' is not of the form hf://owner/repo[/file].")
     repo_id = "/".join(parts[:2])
     filename = "/".join(parts[2:]) or filename or "model.safetensors"
-    if offline is None:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
-        path = hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=offline)
-    except LocalEntryNotFoundError as error:
-        raise CheckpointError(
-            f"{repo_id}/{filename} is not in the local Hugging Face cache and offline mode is on "
-            f"(or the Hub is unreachable). On a machine with internet run `attn-fiqa fetch` or "
-            f"`huggingface-cli download {repo_id} {filename}`, then copy the cache, or pass --weights FILE."
-        ) from error
-    except Exception as error:
-        raise CheckpointError(f"Could not download {repo_id}/{filename} from the Hugging Face Hub: {error}") from error
-    config = Path(path).parent / "config.json"
-    if not config.exists() and not offline:
-        try:  # the head count may live there
-            hf_hub_download(repo_id, "config.json", cache_dir=cache_dir)
-        except Exception:
-            pass
-    return Path(path)
+        path = download(repo_id, filename)
+        download(repo_id, "config.json", required=False)
+    except HubError as error:
+        raise CheckpointError(str(error)) from None
+    return path

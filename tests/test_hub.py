@@ -237,7 +237,7 @@ def test_prefix_is_tolerated_and_the_pt_file_is_the_fallback(tmp_path: Path) -> 
     assert float(row["score"]) == pytest.approx(_expected_score(files, tmp_path, "pretrained_model/model.pt"), rel=1e-5)
 
 
-def test_timm_face_vit_through_timms_own_hf_hub_loader(tmp_path: Path) -> None:
+def test_timm_face_vit_fetched_then_built_by_timms_own_loader(tmp_path: Path) -> None:
     files, model = timm_repo()
     with HubServer({TIMM_REPO: files}) as hub:
         env = _env(tmp_path, hub)
