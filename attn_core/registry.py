@@ -324,14 +324,15 @@ def no_backbone_message(reason: str = "") -> str:
 def resolve_default(download: bool = False) -> str:
     """The default backbone: installed face-trained weights first (``default_order``); else, with ``download`` and
     the Hub reachable, the online default, downloaded now (progress on stderr); else BackboneNotAvailable saying why."""
-    from attn_core.hub import HubError, offline_reason
+    from attn_core.hub import HubError, check_reachable
 
     name = installed_default()
     if name is not None:
         return name
     if not download:
         raise BackboneNotAvailable(no_backbone_message())
-    reason = offline_reason()
+    # One quick request first: an unreachable Hub fails in a second, not after huggingface_hub's retry back-off.
+    reason = check_reachable(_REGISTRY[ONLINE_DEFAULT].weights.location)
     if reason:
         raise BackboneNotAvailable(no_backbone_message(f"The default {ONLINE_DEFAULT} cannot be downloaded: {reason}."))
     try:
