@@ -20,6 +20,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="", help="the registry name of --weights' architecture (default: read "
                         "a face-ViT architecture from the file; pass --num-heads if it has no config.json)")
     parser.add_argument("--num-heads", type=int, help="head count of --weights when the file's architecture is used")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                        help="arithmetic of the blocks for every request: fp32 (default: the exact maps), bf16/fp16 "
+                             "autocast, auto (bf16 where the hardware has it); results show which")
 
 
 def add_app_parser(subparsers) -> None:
@@ -46,7 +49,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.ssl_certfile:
         extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
-           num_heads=args.num_heads, **extra)
+           num_heads=args.num_heads, precision=args.precision, **extra)
     return 0
 
 

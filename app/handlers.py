@@ -137,7 +137,7 @@ def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> st
     The file is loaded once here, so a bad checkpoint stops the launch with its reason instead of failing later.
     Returns the backbone name the app lists it under.
     """
-    model = FaceQualityModel(backbone, weights=weights, num_heads=num_heads)
+    model = FaceQualityModel(backbone, weights=weights, num_heads=num_heads, precision=_launch["precision"])
     name = backbone or model.spec.name
     _user_models[name] = model
     return name
@@ -145,6 +145,18 @@ def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> st
 
 # The user's own checkpoints given at launch (``attn-fiqa app --weights FILE``): listed name -> loaded model.
 _user_models: dict[str, FaceQualityModel] = {}
+# Launch options every request follows (``attn-fiqa app --precision``): fp32 by default, so the maps are the exact
+# ones; bf16 is offered for busy servers (benchmarks/RESULTS.md has the app's p50 in both).
+_launch: dict[str, str] = {"precision": "fp32"}
+
+
+def set_precision(precision: str) -> None:
+    """The arithmetic of every model this app serves (``--precision``; "auto": bf16 where the hardware has it)."""
+    import torch
+
+    from attn_core.quality import resolve_precision
+
+    _launch["precision"] = resolve_precision(precision, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def spec_of(backbone: str) -> BackboneSpec:
@@ -214,7 +226,7 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
             f"{how_to_get(spec)} Or tick '{RANDOM_LABEL}' to see the mechanics with random weights (that score "
             f"means nothing about face quality)."
         )
-    return FaceQualityModel(backbone, random_init=bool(random_weights))
+    return FaceQualityModel(backbone, random_init=bool(random_weights), precision=_launch["precision"])
 
 
 def backbone_status(backbone: str, random_weights: bool) -> str:
@@ -263,8 +275,9 @@ def backbone_info(backbone: str, random_weights: bool = False):
 
 
 def _weights_text(result: QualityResult) -> str:
-    """The weights by file name and hash (never the server's own path)."""
-    return f"{result.weights}, sha256 {result.weights_sha256[:12]}" if result.weights_sha256 else result.weights
+    """The weights by file name and hash (never the server's own path), and the precision when it is not fp32."""
+    text = f"{result.weights}, sha256 {result.weights_sha256[:12]}" if result.weights_sha256 else result.weights
+    return text if result.precision == "fp32" else f"{text}, {result.precision}"
 
 
 def backbone_card(backbone: str) -> str:
@@ -507,7 +520,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
         "score": result.score, "head_scores": [float(s) for s in result.head_scores], "heads": list(result.heads),
         "aggregation": result.aggregation, "tokens": result.tokens, "block": result.block, "backbone": spec.name,
         "weights": model.backbone.weights, "weights_file": result.weights, "weights_sha256": result.weights_sha256,
-        "face_index": index, "faces_found": face.num_faces,
+        "precision": result.precision, "face_index": index, "faces_found": face.num_faces,
         "alignment": face.method, "grid": list(spec.grid), "patch_size": spec.patch_size,
         "example_scores": example_scores, "map_is_exact": result.map_is_exact,
     }
@@ -793,13 +806,13 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
     csv_path = Path(tempfile.mkdtemp(prefix="attn_fiqa_csv_")) / "attn_fiqa_scores.csv"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "weights_sha256", "block",
-                         "heads", "aggregation", "tokens"])
+        writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "weights_sha256", "precision",
+                         "block", "heads", "aggregation", "tokens"])
         heads_text = "all" if options.heads is None else " ".join(map(str, options.heads))
         for shown, score, faces, error in rows:
             writer.writerow([shown, "" if score is None else f"{score:.6f}", "" if faces is None else faces, error,
-                             model.spec.name, model.backbone.weights_name, model.backbone.weights_sha256, block_index,
-                             heads_text, options.aggregation,
+                             model.spec.name, model.backbone.weights_name, model.backbone.weights_sha256,
+                             model.precision, block_index, heads_text, options.aggregation,
                              options.tokens])
     summary = (f"Scored **{len(scored)}** face image(s); **{len(failed)}** could not be scored (see the error column). "
                f"Sorted best first (higher = better)." + _warning(model, random_weights))

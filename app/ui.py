@@ -287,11 +287,13 @@ def build_demo() -> gr.Blocks:
 
 
 def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, weights: str | None = None,
-           backbone: str = "", num_heads: int | None = None, **kwargs):
+           backbone: str = "", num_heads: int | None = None, precision: str = "fp32", **kwargs):
     """Build, queue and serve the app; ``prevent_thread_lock=True`` returns at once (tests, scripts).
 
     ``weights``: the user's own checkpoint, served as the default backbone (``backbone`` names its architecture).
+    ``precision``: fp32 (default, exact maps), bf16/fp16, or auto, for every request.
     """
+    handlers.set_precision(precision)
     if weights:
         handlers.use_weights(backbone, weights, num_heads)
     demo = build_demo()

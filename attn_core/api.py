@@ -12,7 +12,7 @@ import torch
 
 from attn_core.backbone import Backbone, cached_backbone
 from attn_core.faces import AlignedFace, ImageLike, extract_faces
-from attn_core.quality import QualityResult, score_faces
+from attn_core.quality import QualityResult, resolve_precision, score_faces
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
 
@@ -52,22 +52,24 @@ class FaceQualityModel:
         device: str | None = None,
         random_init: bool = False,
         num_heads: int | None = None,
-        autocast: str | None = None,
+        precision: str = "fp32",
         compile: bool = False,
     ) -> None:
-        """``autocast``: None (fp32, the reference scores), 'bf16' or 'fp16' mixed precision for the blocks (faster on
-        GPUs and AMX CPUs; scores shift, see benchmarks/RESULTS.md). ``compile``: run the blocks through torch.compile."""
-        self.autocast = autocast
+        """``precision``: "fp32" (the reference scores, matched to the method's code), "bf16" or "fp16" (the blocks
+        under autocast: 2-3x faster on CPUs with bf16 matrix units and on GPUs, ranking kept to Spearman >= 0.999,
+        see benchmarks/RESULTS.md), or "auto" (bf16 where the hardware has it, else fp32). Every result records it
+        (``result.precision``). ``compile``: run the blocks through torch.compile."""
         self.compile = compile
         if isinstance(backbone, Backbone):
             self.backbone = backbone
         else:
             self.backbone = cached_backbone(backbone, None if weights is None else str(weights), device, random_init, num_heads)
+        self.precision = resolve_precision(precision, self.backbone.device)
 
     @classmethod
     def from_module(cls, model: torch.nn.Module, *, name: str = "custom-vit", mean: tuple[float, float, float] | None = None,
                     std: tuple[float, float, float] | None = None, face_trained: bool = True, device: str | None = None,
-                    autocast: str | None = None) -> FaceQualityModel:
+                    precision: str = "fp32") -> FaceQualityModel:
         """Score with your own ViT module: a timm ``VisionTransformer`` or a face ViT of the insightface / CVLFace
         family (``attn_core.models.face_vit.FaceViT`` or any module with the same ``patch_embed`` / ``pos_embed`` /
         ``blocks[i].norm1`` / ``blocks[i].attn.qkv`` layout). The architecture is read from the module itself."""
@@ -76,7 +78,7 @@ class FaceQualityModel:
         spec = spec_of_module(model, name=name, mean=mean, std=std, face_trained=face_trained)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(Backbone(spec, model, torch.device(device), f"module {type(model).__name__} ({name})"),
-                   autocast=autocast)
+                   precision=precision)
 
     @property
     def spec(self):
@@ -88,7 +90,7 @@ class FaceQualityModel:
         return score_faces(self.backbone, aligned, block=options.block, heads=options.heads,
                            aggregation=options.aggregation, tokens=options.tokens,
                            with_embedding=with_embedding, batch_size=batch_size,
-                           autocast=self.autocast, compile=self.compile)
+                           precision=self.precision, compile=self.compile)
 
     def score_aligned(self, faces: Sequence[AlignedFace], options: ScoreOptions = ScoreOptions(), *,
                       with_embedding: bool = False) -> list[QualityResult]:
@@ -123,12 +125,12 @@ class FaceQualityModel:
 
 
 def create_model(backbone: str = "", *, weights: str | os.PathLike | None = None, device: str | None = None,
-                 random_init: bool = False, num_heads: int | None = None, autocast: str | None = None) -> FaceQualityModel:
+                 random_init: bool = False, num_heads: int | None = None, precision: str = "fp32") -> FaceQualityModel:
     """The one factory (like ``timm.create_model``): a registry name, ``timm:NAME``, or "" for the default backbone
     (installed face-trained weights first; online, the method's ViT-B is downloaded on first use). The model carries
     its preprocessing (input size, mean/std, colour order) in ``model.spec``."""
     return FaceQualityModel(backbone, weights=weights, device=device, random_init=random_init, num_heads=num_heads,
-                            autocast=autocast)
+                            precision=precision)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -281,9 +282,13 @@ def load_backbone(
     if random_init and not name:
         raise ValueError("Random weights of which architecture? Name one with --backbone NAME (random_init needs a "
                          "backbone name; `attn-fiqa backbones --all` lists them).")
-    if not name and weights is not None:
-        name = "face-vit"
-    spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default(download=True))
+    timm_folder = _timm_folder_architecture(weights) if not name and weights is not None else None
+    if timm_folder:
+        spec = _generic_timm(Path(weights).expanduser(), timm_folder)
+    else:
+        if not name and weights is not None:
+            name = "face-vit"
+        spec = _generic_face_vit() if name == "face-vit" else get_spec(name or resolve_default(download=True))
     if random_init:
         if weights is not None:
             raise ValueError("Pass either weights or random_init=True, not both.")
@@ -310,6 +315,29 @@ def load_backbone(
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
     load_strict(model, state_dict, source=f"Checkpoint {path}")
     return Backbone(spec, model, device, str(path))
+
+
+def _timm_folder_architecture(weights: str | Path) -> str | None:
+    """The timm architecture named by ``weights/config.json`` (a folder written by timm's save_for_hf, e.g. by
+    ``attn-fiqa train export`` of a timm_vit run, or a downloaded timm Hub repo), else None."""
+    text = str(weights)
+    if text.startswith(HF_SCHEME):
+        return None
+    config = Path(text).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        architecture = json.loads(config.read_text()).get("architecture")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return architecture if isinstance(architecture, str) else None
+
+
+def _generic_timm(folder: Path, architecture: str) -> BackboneSpec:
+    # The numbers are read off the built model (spec_of_timm_model); face_trained: a user's recognition checkpoint.
+    return BackboneSpec(name=f"timm-vit:{folder.name}", family="timm", patch_size=1, grid=(1, 1), embed_dim=1,
+                        depth=1, num_heads=1, timm_name=architecture, face_trained=True,
+                        description=f"your timm ViT ({architecture}, from {folder.name}/config.json)")
 
 
 def _generic_face_vit() -> BackboneSpec:

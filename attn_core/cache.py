@@ -80,11 +80,12 @@ def backbone_identity(backbone) -> str:
     return identity_key("backbone", repr(backbone.spec), weights_identity(backbone.weights))
 
 
-def score_key(backbone, options) -> str:
-    """Model key of quality scores: the backbone plus every score option (block normalised to its index)."""
+def score_key(backbone, options, precision: str = "fp32") -> str:
+    """Model key of quality scores: the backbone, every score option (block normalised to its index) and the
+    precision of the blocks (bf16 scores are not fp32 scores)."""
     heads = None if options.heads is None or len(options.heads) == 0 else sorted(int(h) for h in options.heads)
     return identity_key("score", backbone_identity(backbone), backbone.block_index(options.block), heads,
-                        options.aggregation, options.tokens)
+                        options.aggregation, options.tokens, *([] if precision == "fp32" else [precision]))
 
 
 def matcher_key(matcher) -> str:

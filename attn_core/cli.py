@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from attn_core.quality import PRECISION_CHOICES
 from attn_core.registry import ONLINE_DEFAULT
 
 
@@ -23,18 +24,21 @@ def _parse_heads(text: str | None) -> tuple[int, ...] | None:
         raise argparse.ArgumentTypeError(f"--heads takes head numbers like '0,3,5' or 'all', not {text!r}") from None
 
 
-def add_backbone_arguments(parser: argparse.ArgumentParser, precision_options: bool = True) -> None:
-    """The options every model-using command shares (``precision_options``: --autocast/--compile, which change
-    scores or start-up and so are offered only where nothing caches scores)."""
+def add_backbone_arguments(parser: argparse.ArgumentParser, compile_option: bool = True,
+                           precision_default: str = "auto") -> None:
+    """The options every model-using command shares. ``--precision`` defaults to "auto" for batch work (bf16 where
+    the CPU has bf16 matrix units or on GPUs, else fp32; results record which); ``--compile`` only where it pays."""
     parser.add_argument("--backbone", default="", help="registry name or timm name (default: the first installed "
                         f"face-trained backbone; online, {ONLINE_DEFAULT} is downloaded on first use)")
     parser.add_argument("--weights", help="checkpoint file, Hugging Face style folder, or hf://owner/repo[/file]")
     parser.add_argument("--num-heads", type=int, help="head count, for checkpoints whose architecture is read from the file")
     parser.add_argument("--random-init", action="store_true", help="seeded random weights (tests/teaching only)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    if precision_options:
-        parser.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
-                            help="mixed precision for the blocks (GPU speed-up; scores shift slightly, default fp32)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=precision_default,
+                        help="arithmetic of the blocks: fp32 (the reference, exact to the method's code), bf16/fp16 "
+                             "autocast (2-3x faster on CPUs with AMX/AVX512-BF16 and on GPUs; ranking kept to "
+                             f"Spearman >= 0.999), auto: bf16 where the hardware has it, else fp32 (default: {precision_default})")
+    if compile_option:
         parser.add_argument("--compile", action="store_true", help="run the blocks through torch.compile (slow first call)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (1 is fastest on a busy shared CPU; default: torch's choice)")
@@ -56,11 +60,11 @@ def _load_model(args: argparse.Namespace):
 
         torch.set_num_threads(args.threads)
     return FaceQualityModel(args.backbone, weights=args.weights, device=args.device, random_init=args.random_init,
-                            num_heads=args.num_heads, autocast=args.autocast, compile=args.compile)
+                            num_heads=args.num_heads, precision=args.precision, compile=args.compile)
 
 
 SCORE_FIELDS = ["path", "face", "score", "faces_found", "alignment", "backbone", "block", "heads", "aggregation",
-                "tokens", "weights", "weights_sha256", "error"]
+                "tokens", "weights", "weights_sha256", "precision", "error"]
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -83,7 +87,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     heads = "all" if args.heads is None else " ".join(map(str, args.heads))
     common = {"backbone": model.spec.name, "block": model.backbone.block_index(args.block), "heads": heads,
               "aggregation": args.aggregation, "tokens": args.tokens, "weights": model.backbone.weights_name,
-              "weights_sha256": model.backbone.weights_sha256}
+              "weights_sha256": model.backbone.weights_sha256, "precision": model.precision}
     scored, ok_files = 0, set()
     with RowWriter(out, SCORE_FIELDS, resume=args.resume, options=common) as rows:
         earlier = len(rows.done)
@@ -115,7 +119,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 _save_overlay(overlay_dir, item, model.spec)
         progress.close()
     print(f"Scored {scored} face(s) from {len(ok_files)} file(s) with "
-          f"{model.spec.name} ({model.backbone.weights_name}); skipped {len(skipped)}."
+          f"{model.spec.name} ({model.backbone.weights_name}, {model.precision}); skipped {len(skipped)}."
           + (f" Rows in {out}." if out else ""), file=sys.stderr)
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)

@@ -136,6 +136,7 @@ def load_quality_methods(
     random_init: bool = False,
     num_heads: int | None = None,
     options: ScoreOptions = ScoreOptions(),
+    precision: str = "fp32",
 ) -> list[QualityMethod]:
     """Build every quality backbone first, so a missing checkpoint fails before any work (one clear error).
 
@@ -150,7 +151,7 @@ def load_quality_methods(
     for index, backbone in enumerate(backbones):
         model = backbone if isinstance(backbone, FaceQualityModel) else FaceQualityModel(
             backbone, weights=weights[index] if weights else None, device=device, random_init=random_init,
-            num_heads=num_heads)
+            num_heads=num_heads, precision=precision)
         model.backbone.block_index(options.block)  # a bad --block fails here, not mid-run
         methods.append(QualityMethod(model.spec.name + _options_suffix(options), model, options))
     labels = [m.label for m in methods]
@@ -227,7 +228,7 @@ def _measure_files(files: Sequence[Path], matcher: Matcher, methods: Sequence[Qu
                    ) -> dict[Path, FileMeasures]:
     """Embedding, quality scores and image measures of each file, from the cache where present."""
     embed_key = matcher_key(matcher)
-    method_keys = {m.label: score_key(m.model.backbone, m.options) for m in methods}
+    method_keys = {m.label: score_key(m.model.backbone, m.options, m.model.precision) for m in methods}
     records: dict[Path, FileMeasures] = {}
     start, stop = span
     for chunk_start in range(0, len(files), batch_size):
@@ -348,6 +349,7 @@ def run_eval(
     random_init: bool = False,
     num_heads: int | None = None,
     options: ScoreOptions = ScoreOptions(),
+    precision: str = "fp32",
     matcher_weights: str | None = None,
     matcher_random_init: bool = False,
     allow_same_matcher: bool = False,
@@ -381,7 +383,7 @@ def run_eval(
     pairs, source = load_pairs(data, seed=seed, impostors_per_genuine=impostors_per_genuine)
 
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
-                                   num_heads=num_heads, options=options)
+                                   num_heads=num_heads, options=options, precision=precision)
     judge = resolve_matcher(matcher, weights=matcher_weights, device=device, random_init=matcher_random_init)
     warnings = _same_model_warnings(judge, methods, allow_same_matcher) + _not_face_trained(methods)
     cache = EvalCache(cache_dir, enabled=use_cache)
@@ -457,7 +459,7 @@ def run_eval(
                     "distance": "arccos(cosine)/pi"},
         "quality_models": [{
             "label": m.label, "backbone": m.model.spec.name, "weights": str(m.model.backbone.weights),
-            "weights_sha256": m.model.backbone.weights_sha256,
+            "weights_sha256": m.model.backbone.weights_sha256, "precision": m.model.precision,
             "face_trained": m.model.spec.face_trained, "block": m.model.backbone.block_index(m.options.block),
             "heads": list(m.options.heads) if m.options.heads else "all", "aggregation": m.options.aggregation,
             "tokens": m.options.tokens} for m in methods],
@@ -585,6 +587,7 @@ def run_sweep(
     random_init: bool = False,
     num_heads: int | None = None,
     options: ScoreOptions = ScoreOptions(),
+    precision: str = "fp32",
     matcher_weights: str | None = None,
     matcher_random_init: bool = False,
     allow_same_matcher: bool = False,
@@ -611,7 +614,7 @@ def run_sweep(
     if not files:
         raise ValueError("no image files found in " + ", ".join(map(str, faces)))
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
-                                   num_heads=num_heads, options=options)
+                                   num_heads=num_heads, options=options, precision=precision)
     judge = resolve_matcher(matcher, weights=matcher_weights, device=device, random_init=matcher_random_init)
     warnings = _same_model_warnings(judge, methods, allow_same_matcher) + _not_face_trained(methods)
     threshold = failure_threshold if failure_threshold is not None else getattr(judge, "threshold", None)
@@ -663,7 +666,7 @@ def run_sweep(
         "failure": "utility below the matcher's verification threshold" if threshold is not None else
         "undefined: the matcher has no verification threshold (pass --failure-threshold)",
         "quality_models": [{"label": m.label, "backbone": m.model.spec.name, "weights": str(m.model.backbone.weights),
-            "weights_sha256": m.model.backbone.weights_sha256,
+                            "weights_sha256": m.model.backbone.weights_sha256, "precision": m.model.precision,
                             "face_trained": m.model.spec.face_trained} for m in methods],
         "results": stats,
         "warnings": warnings,
@@ -882,7 +885,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = run_eval(
             data, args.backbone or [""], args.matcher, args.out, weights=args.weights, device=args.device,
             random_init=args.random_init, num_heads=args.num_heads, options=_score_options(args),
-            matcher_weights=args.matcher_weights, matcher_random_init=args.matcher_random_init,
+            precision=args.precision, matcher_weights=args.matcher_weights, matcher_random_init=args.matcher_random_init,
             allow_same_matcher=args.allow_same_matcher, fmrs=args.fmr, threshold_modes=_parse_modes(args.threshold_mode),
             discard_step=args.discard_step, pauc_limit=args.pauc_limit, seed=args.seed,
             impostors_per_genuine=args.impostors_per_genuine, random_repeats=args.random_repeats,
@@ -911,7 +914,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             args.faces, args.backbone or [""], args.out, matcher=args.matcher, strengths=args.strengths,
             degradations=args.degradations, seed=args.seed, failure_threshold=args.failure_threshold,
             weights=args.weights, device=args.device, random_init=args.random_init, num_heads=args.num_heads,
-            options=_score_options(args), matcher_weights=args.matcher_weights,
+            options=_score_options(args), precision=args.precision, matcher_weights=args.matcher_weights,
             matcher_random_init=args.matcher_random_init, allow_same_matcher=args.allow_same_matcher,
             batch_size=args.batch_size, progress=progress)
     finally:
@@ -929,7 +932,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     from attn_core.cli import add_backbone_arguments, add_score_options
 
-    add_backbone_arguments(parser, precision_options=False)
+    add_backbone_arguments(parser, compile_option=False)
     add_score_options(parser)
     # Several quality models per run: --backbone and --weights repeat (same order); this replaces the shared
     # single-valued options (the parser is created with conflict_handler="resolve").

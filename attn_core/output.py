@@ -17,7 +17,7 @@ from pathlib import Path
 
 SUFFIXES = (".csv", ".jsonl", ".json")
 # The columns that must agree for a resumed run to continue the same scoring.
-OPTION_COLUMNS = ("backbone", "block", "heads", "aggregation", "tokens", "weights_sha256")
+OPTION_COLUMNS = ("backbone", "block", "heads", "aggregation", "tokens", "weights_sha256", "precision")
 
 
 class OutputError(ValueError):

@@ -40,6 +40,7 @@ class AttentionStats:
     weights_sha256: str = ""  # content hash of that file ("" for random weights)
     patch_size: int = 0  # pixels per patch on the model input (9-px grids cover 108 of 112): for rendering maps
     input_size: int = 112
+    precision: str = "fp32"  # the blocks' arithmetic: fp32 (the reference), or bf16/fp16 autocast
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class QualityResult:
     @property
     def weights_sha256(self) -> str:
         return self.stats.weights_sha256
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the blocks that produced this result: "fp32" (the reference), "bf16" or "fp16"."""
+        return self.stats.precision
 
     @property
     def map_is_exact(self) -> bool:
@@ -155,7 +161,9 @@ def key_means(query_key: QueryKey, num_prefix_tokens: int) -> tuple[torch.Tensor
 # bytes: larger buffers are fresh mmap'd pages for glibc's allocator, and page-faulting them cost ~15% of the CPU
 # time at batch 64 on the ViT-S shape (benchmarks/RESULTS.md). Per-image results do not depend on the split.
 CPU_ACTIVATION_BUDGET = 16 * 2**20
-AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)  # what --precision accepts
+LOW_PRECISION_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def micro_batch_size(backbone: Backbone, batch: int) -> int:
@@ -168,13 +176,39 @@ def micro_batch_size(backbone: Backbone, batch: int) -> int:
     return max(1, min(batch, CPU_ACTIVATION_BUDGET // per_image))
 
 
-def _autocast(backbone: Backbone, autocast: str | None):
-    """Mixed precision for the blocks (an opt-in; scores then differ from fp32, see benchmarks/RESULTS.md)."""
-    if autocast in (None, "", "off", "fp32"):
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX512-BF16), per torch's own probe."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+
+
+def auto_precision(device: torch.device | str) -> str:
+    """The fast precision that keeps the ranking (Spearman(bf16, fp32) >= 0.999, tests/test_precision.py): bf16 on
+    CPUs with bf16 matrix units and on GPUs that support it, fp16 on older GPUs, else fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+def resolve_precision(precision: str | None, device: torch.device | str) -> str:
+    """``precision`` as one of PRECISIONS: None/"" -> fp32 (the reference), "auto" -> :func:`auto_precision`."""
+    if precision in (None, ""):
+        return "fp32"
+    if precision == "auto":
+        return auto_precision(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}.")
+    return precision
+
+
+def _autocast(backbone: Backbone, precision: str):
+    """The blocks under bf16/fp16 autocast; fp32 runs untouched (the reference path)."""
+    if precision == "fp32":
         return contextlib.nullcontext()
-    if autocast not in AUTOCAST_DTYPES:
-        raise ValueError(f"Unknown autocast {autocast!r}; choose 'bf16', 'fp16' or None (fp32).")
-    return torch.autocast(backbone.device.type, dtype=AUTOCAST_DTYPES[autocast])
+    return torch.autocast(backbone.device.type, dtype=LOW_PRECISION_DTYPES[precision])
 
 
 def attention_stats(
@@ -183,22 +217,23 @@ def attention_stats(
     block: int = -1,
     with_embedding: bool = False,
     *,
-    autocast: str | None = None,
+    precision: str = "fp32",
     compile: bool = False,
 ) -> tuple[list[AttentionStats], np.ndarray | None]:
     """One forward pass over a batch: stop after ``block``'s q/k unless the embedding is also wanted.
 
-    ``autocast`` ('bf16'/'fp16') runs the blocks in mixed precision; the captured q/k and the product that makes
-    the score stay fp32. ``compile`` runs the blocks before ``block`` through ``torch.compile``.
+    ``precision`` "bf16"/"fp16" runs the blocks under autocast; the captured q/k (outputs of a low-precision matmul)
+    are cast to fp32, and their means and the product that makes the score are fp32. "auto": :func:`auto_precision`. ``compile`` runs the blocks before ``block`` through ``torch.compile``.
     """
     index = backbone.block_index(block)
     spec = backbone.spec
+    precision = resolve_precision(precision, backbone.device)
     step = micro_batch_size(backbone, images.shape[0])
     means_all, means_patch, embeddings = [], [], []
     with backbone.lock, torch.inference_mode(), AttentionCapture(backbone.blocks, [index]) as capture:
         for start in range(0, images.shape[0], step):
             chunk = images[start : start + step]
-            with _autocast(backbone, autocast):
+            with _autocast(backbone, precision):
                 if with_embedding:
                     embeddings.append(backbone.embedding(chunk))
                 else:
@@ -210,7 +245,8 @@ def attention_stats(
     means_patch_np = torch.cat(means_patch).double().cpu().numpy()
     stats = [
         AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index,
-                       backbone.weights_name, backbone.weights_sha256, spec.patch_size, spec.input_size)
+                       backbone.weights_name, backbone.weights_sha256, spec.patch_size, spec.input_size,
+                       precision)
         for b in range(images.shape[0])
     ]
     return stats, torch.cat(embeddings).float().cpu().numpy() if with_embedding else None
@@ -226,7 +262,7 @@ def score_faces(
     tokens: str = "all",
     with_embedding: bool = False,
     batch_size: int = 64,
-    autocast: str | None = None,
+    precision: str = "fp32",
     compile: bool = False,
 ) -> list[QualityResult]:
     """Score aligned RGB uint8 crops (the one scoring path used by the API, CLI and app)."""
@@ -236,7 +272,8 @@ def score_faces(
     results: list[QualityResult] = []
     for start in range(0, len(faces), batch_size):
         batch = backbone.preprocess(faces[start : start + batch_size])
-        stats, embeddings = attention_stats(backbone, batch, block, with_embedding, autocast=autocast, compile=compile)
+        stats, embeddings = attention_stats(backbone, batch, block, with_embedding, precision=precision,
+                                            compile=compile)
         for offset, image_stats in enumerate(stats):
             result = summarize(image_stats, heads=heads, aggregation=aggregation, tokens=tokens)
             if embeddings is not None:

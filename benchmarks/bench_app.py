@@ -51,16 +51,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--device")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--autocast", choices=["bf16", "fp16"], help="mixed precision for the blocks (default fp32)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="arithmetic of the blocks (the app's --precision; default fp32)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     print(header("App request latency (load_image -> extract_faces -> score -> crop_overlay + photo_overlay)", device))
-    print(f"- photos: {', '.join(p.name for p in EXAMPLES)} (in turn); autocast: {args.autocast or 'off (fp32)'}\n")
+    print(f"- photos: {', '.join(p.name for p in EXAMPLES)} (in turn); precision: {args.precision}\n")
     rows = []
     for name in args.backbones:
-        model = FaceQualityModel(name, random_init=True, device=str(device), autocast=args.autocast)
+        model = FaceQualityModel(name, random_init=True, device=str(device), precision=args.precision)
         for path in EXAMPLES[:2]:
             request(model, path, device)
         samples = [request(model, EXAMPLES[i % len(EXAMPLES)], device) for i in range(args.requests)]

@@ -1,4 +1,5 @@
-"""Optional speed paths of the scorer: torch.compile and mixed-precision autocast, against the fp32 default.
+"""Optional speed paths of the scorer: torch.compile and bf16/fp16 precision, against the fp32 default
+(the precision comparison at several batch sizes is benchmarks/bench_precision.py).
 
     python benchmarks/bench_options.py [--models cvlface-vit-s-adaface] [--batch 8] [--device cpu|cuda]
 
@@ -35,16 +36,16 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (its first call takes minutes)")
     args = parser.parse_args()
     device = pick_device(args.device)
-    print(header(f"Optional paths at batch {args.batch}: torch.compile and autocast vs the fp32 default", device))
+    print(header(f"Optional paths at batch {args.batch}: torch.compile and bf16 vs the fp32 default", device))
     crops = example_crops()
     faces = crops[np.arange(args.batch) % len(crops)]
     distinct = min(len(crops), args.batch)
     variants: dict[str, dict] = {"fp32 (default)": {}}
     if not args.no_compile:
         variants["compile"] = {"compile": True}
-    variants["autocast bf16"] = {"autocast": "bf16"}
+    variants["bf16"] = {"precision": "bf16"}
     if device.type == "cuda":
-        variants["autocast fp16"] = {"autocast": "fp16"}
+        variants["fp16"] = {"precision": "fp16"}
     print(f"- faces: {len(crops)} example crops repeated to {args.batch}\n")
     rows = []
     for name in args.models:

@@ -55,8 +55,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(device: torch.device, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 10) -> float:
-    """Best achieved fp32 GFLOP/s over a few large torch.matmul sizes: the practical roofline of this machine.
+def matmul_rate(device: torch.device, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 10,
+                dtype: torch.dtype = torch.float32) -> float:
+    """Best achieved GFLOP/s over a few large torch.matmul sizes in ``dtype``: the practical roofline.
 
     Best of several sizes and repeats, because one short measurement on a shared CPU under-reads the peak (a
     roofline fraction above 100% means exactly that).
@@ -64,8 +65,8 @@ def matmul_rate(device: torch.device, sizes: tuple[int, ...] = (1024, 2048), rep
     best_rate = 0.0
     with torch.inference_mode():
         for size in sizes:
-            a = torch.randn(size, size, device=device)
-            b = torch.randn(size, size, device=device)
+            a = torch.randn(size, size, device=device, dtype=dtype)
+            b = torch.randn(size, size, device=device, dtype=dtype)
             a @ b
             for _ in range(repeats):
                 synchronize(device)

@@ -90,6 +90,7 @@ def test_inspect_matches_core(client, tiny):
     assert np.allclose(details["head_scores"], expected.head_scores, rtol=FORWARD_TOL["rel"], atol=FORWARD_TOL["abs"])
     assert f"{expected.score:+.4f}" in score_md and "higher" in score_md.lower()
     assert "Random weights" in score_md
+    assert details["precision"] == "fp32"  # the app's default: exact maps
     assert np.array_equal(_png(crop), expected.face.aligned)
     assert np.array_equal(_png(on_crop), crop_overlay(expected.face.aligned, expected.patch_map, tiny.spec))
     assert _png(boxes).shape == _png(on_photo).shape == expected.face.image.shape
@@ -102,6 +103,19 @@ def test_inspect_matches_core(client, tiny):
     assert any(s == pytest.approx(example_scores[0], **FORWARD_TOL) for s in details["example_scores"])
     below = sum(s < expected.score for s in details["example_scores"])
     assert f"higher than **{below} of {len(details['example_scores'])}**" in score_md
+
+
+def test_launch_precision_reaches_every_model(monkeypatch):
+    from app import handlers
+
+    monkeypatch.setitem(handlers._launch, "precision", "fp32")
+    handlers.set_precision("bf16")
+    model = handlers.load_model("test-face-vit-p8", True)
+    assert model.precision == "bf16"
+    (result,) = model.score_faces(np.zeros((1, 112, 112, 3), np.uint8))
+    assert result.precision == "bf16" and handlers._weights_text(result).endswith(", bf16")
+    with pytest.raises(ValueError, match="Unknown precision"):
+        handlers.set_precision("int4")
 
 
 def test_controls_rerender_without_a_forward_pass(client, tiny):

@@ -1,4 +1,4 @@
-"""The optimised scoring paths give the default path's scores: micro-batching, workers, compile, autocast.
+"""The optimised scoring paths give the default path's scores: micro-batching, workers, compile, precision.
 
 The default fp32 path itself is checked against explicit products in test_quality.py; here every speed option is
 compared with it on the same seeded tiny models and faces.
@@ -57,12 +57,13 @@ def test_micro_batches_only_on_cpu() -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_compile_off_and_autocast_off_are_the_default(name: str, faces: np.ndarray) -> None:
+def test_compile_off_and_fp32_are_the_default(name: str, faces: np.ndarray) -> None:
     backbone = load_backbone(name, random_init=True, seed=2, device="cpu")
     default = score_faces(backbone, faces)
-    _assert_same(score_faces(backbone, faces, compile=False, autocast=None), default, rtol=0, atol=0)
-    _assert_same(score_faces(backbone, faces, autocast="off"), default, rtol=0, atol=0)
-    model = FaceQualityModel(backbone, compile=False, autocast=None)
+    assert {r.precision for r in default} == {"fp32"}
+    _assert_same(score_faces(backbone, faces, compile=False, precision="fp32"), default, rtol=0, atol=0)
+    model = FaceQualityModel(backbone, compile=False)
+    assert model.precision == "fp32"
     _assert_same(model.score_faces(faces), default, rtol=0, atol=0)
 
 
@@ -74,7 +75,8 @@ def test_cpu_bf16_autocast_stays_close(name: str, faces: np.ndarray) -> None:
     observed error, and still far below the spread between heads or images that the score is used to rank."""
     backbone = load_backbone(name, random_init=True, seed=2, device="cpu")
     default = score_faces(backbone, faces)
-    mixed = score_faces(backbone, faces, autocast="bf16")
+    mixed = score_faces(backbone, faces, precision="bf16")
+    assert {r.precision for r in mixed} == {"bf16"}
     for got, want in zip(mixed, default):
         magnitude = np.abs(want.head_maps).mean()
         np.testing.assert_allclose(got.head_scores, want.head_scores, rtol=0, atol=0.05 * magnitude)
@@ -82,10 +84,26 @@ def test_cpu_bf16_autocast_stays_close(name: str, faces: np.ndarray) -> None:
     assert any(got.score != want.score for got, want in zip(mixed, default)), "autocast had no effect"
 
 
-def test_unknown_autocast_is_refused(faces: np.ndarray) -> None:
+def test_unknown_precision_is_refused(faces: np.ndarray) -> None:
     backbone = load_backbone("test-face-vit-p8", random_init=True, device="cpu")
-    with pytest.raises(ValueError, match="autocast"):
-        score_faces(backbone, faces, autocast="int8")
+    with pytest.raises(ValueError, match="Unknown precision 'int8'; choose one of auto, fp32, bf16, fp16"):
+        score_faces(backbone, faces, precision="int8")
+    with pytest.raises(ValueError, match="Unknown precision"):
+        FaceQualityModel(backbone, precision="half")
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from attn_core.quality import auto_precision, resolve_precision
+
+    monkeypatch.setattr(quality, "cpu_has_fast_bf16", lambda: True)
+    assert auto_precision("cpu") == resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(quality, "cpu_has_fast_bf16", lambda: False)
+    assert auto_precision("cpu") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert auto_precision("cuda") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_precision("cuda") == "bf16"
+    assert resolve_precision(None, "cpu") == resolve_precision("", "cuda") == "fp32"
 
 
 def test_face_vit_attention_product_stays_fp32_under_autocast() -> None:

