@@ -67,8 +67,38 @@ SCORE_FIELDS = ["path", "face", "score", "faces_found", "alignment", "backbone",
                 "tokens", "weights", "weights_sha256", "precision", "error"]
 
 
+def cmd_score_ray(args: argparse.Namespace) -> int:
+    """``score --engine ray``: the same options on a Ray cluster, Parquet parts in the --out folder."""
+    from attn_core.api import ScoreOptions
+    from attn_core.scale import RayJob, ScaleError, run
+
+    if not args.out:
+        raise ScaleError("--engine ray needs --out FOLDER (or a URI such as s3://bucket/results/) for its Parquet files.")
+    if args.save_overlays:
+        raise ScaleError("--save-overlays is for the local engine; use --save-maps to keep every patch map in the rows.")
+    job = RayJob(backbone=args.backbone, weights=args.weights, num_heads=args.num_heads, random_init=args.random_init,
+                 device=args.device, options=ScoreOptions(args.block, args.heads, args.aggregation, args.tokens),
+                 precision=args.precision, all_faces=args.all_faces, on_no_face=args.no_face.replace("-", "_"),
+                 save_maps=args.save_maps, actors=args.actors, batch_size=args.batch_size,
+                 cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor)
+    summary = run(args.paths, args.out, job, address=args.address, resume=args.resume, progress=not args.quiet)
+    print(f"Scored {summary['faces']} face(s) from {summary['scored_files']} file(s) with {summary['backbone']} "
+          f"({summary['weights']}, {summary['precision']}) on Ray: {summary['errors']} error row(s), "
+          f"{summary['files_per_s']} files/s; {summary['already_done']} file(s) were already in {args.out}.",
+          file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    if args.engine == "ray":
+        return cmd_score_ray(args)
+    if args.save_maps:
+        print("--save-maps applies to --engine ray (Parquet rows); the local engine writes overlays with "
+              "--save-overlays DIR.", file=sys.stderr)
+        return 2
 
     from attn_core.api import ScoreOptions, expand_paths
     from attn_core.output import RowWriter, check_output
@@ -204,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what to do with a photo without a detected face (default: skip it, with the reason)")
     score.add_argument("--save-overlays", metavar="DIR", help="also save each face's map overlay as PNG")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = score.add_argument_group("scale-out on a Ray cluster (pip install \"attn-fiqa[ray]\")")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local: this process (default); ray: Ray Data tasks and an actor pool, Parquet in --out FOLDER")
+    ray.add_argument("--address", help="Ray cluster: auto (the one `ray start` runs), ray://HOST:10001, or unset for "
+                     "RAY_ADDRESS / a local one")
+    ray.add_argument("--actors", type=int, default=1, help="scoring actors, one loaded backbone each (default 1)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs reserved per actor (default 1)")
+    ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor on GPU nodes (e.g. 1 or 0.5)")
+    ray.add_argument("--save-maps", action="store_true", help="keep each face's patch map in its row")
     score.set_defaults(func=cmd_score)
 
     backbones = sub.add_parser("backbones", help="list the registry and whether weights are on this machine")

@@ -33,8 +33,8 @@ def mixed_folder(tmp_path: Path) -> Path:
 
 def test_score_folder_with_broken_files(mixed_folder: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "scores.csv"
-    code = main(["score", str(mixed_folder), "--backbone", "test-face-vit-p8", "--random-init", "--out", str(out),
-                 "--quiet", "--batch-size", "3"])
+    code = main(["score", str(mixed_folder), "--backbone", "test-face-vit-p8", "--random-init", "--precision", "fp32",
+                 "--out", str(out), "--quiet", "--batch-size", "3"])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     good = sorted(p.name for p in (mixed_folder / "good").iterdir())

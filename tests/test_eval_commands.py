@@ -27,7 +27,7 @@ from attn_core.matcher import SFaceMatcher, get_matcher
 from attn_core.specs import ASSETS_DIR
 
 EXAMPLES = ASSETS_DIR / "examples"
-TINY = ["--backbone", "test-face-vit-p8", "--random-init"]
+TINY = ["--backbone", "test-face-vit-p8", "--random-init", "--precision", "fp32"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BASELINE_LABELS = ("sharpness (Laplacian var.)", "brightness", "face size (box area)")
 

@@ -120,7 +120,7 @@ def test_first_use_downloads_the_default_then_runs_offline_with_zero_requests(tm
     files = cvlface_repo(_cvlface_model())
     with HubServer({CVLFACE: files}) as hub:
         env = _env(tmp_path, hub)
-        first = cli(env, "score", str(PHOTO), "--out", str(tmp_path / "first.csv"))
+        first = cli(env, "score", "--precision", "fp32", str(PHOTO), "--out", str(tmp_path / "first.csv"))
         assert first.returncode == 0, first.stderr
         assert "model.safetensors" in first.stderr and "%|" in first.stderr  # huggingface_hub's progress bar
         assert len(hub.state.downloads("model.safetensors")) == 1
@@ -132,12 +132,12 @@ def test_first_use_downloads_the_default_then_runs_offline_with_zero_requests(tm
         assert float(row["score"]) == pytest.approx(_expected_score(files, tmp_path), rel=1e-5)
 
         before = len(hub.state.requests)
-        second = cli(env, "score", str(PHOTO), "--out", str(tmp_path / "second.csv"))
+        second = cli(env, "score", "--precision", "fp32", str(PHOTO), "--out", str(tmp_path / "second.csv"))
         assert second.returncode == 0, second.stderr
         assert len(hub.state.requests) == before  # cached: not a single request
         assert _rows(tmp_path / "second.csv")[0]["score"] == row["score"]
     # And with the server gone and offline mode on, the cache alone serves it.
-    third = cli(_env(tmp_path, None, offline=True), "score", str(PHOTO), "--out", str(tmp_path / "third.csv"))
+    third = cli(_env(tmp_path, None, offline=True), "score", "--precision", "fp32", str(PHOTO), "--out", str(tmp_path / "third.csv"))
     assert third.returncode == 0, third.stderr
     assert _rows(tmp_path / "third.csv")[0]["score"] == row["score"]
 
@@ -189,7 +189,7 @@ def test_missing_and_gated_repos_name_the_repo(tmp_path: Path) -> None:
         env = _env(tmp_path, hub)
         gated = cli(env, "fetch", ONLINE_DEFAULT)
         missing = cli(env, "fetch", "timm-face-vit-ti-arcface")
-        scored = cli(env, "score", str(PHOTO), "--backbone", "timm-face-vit-ti-adaface")
+        scored = cli(env, "score", "--precision", "fp32", str(PHOTO), "--backbone", "timm-face-vit-ti-adaface")
     assert gated.returncode == 2 and f"{CVLFACE} on {hub.url} is gated" in gated.stderr
     assert missing.returncode == 2 and "gaunernst/vit_tiny_patch8_112.arcface_ms1mv3" in missing.stderr
     assert "was not found (404)" in missing.stderr
@@ -199,7 +199,7 @@ def test_missing_and_gated_repos_name_the_repo(tmp_path: Path) -> None:
 
 
 def test_offline_without_a_cache_says_so_in_one_line(tmp_path: Path) -> None:
-    result = cli(_env(tmp_path, None, offline=True), "score", str(PHOTO))
+    result = cli(_env(tmp_path, None, offline=True), "score", "--precision", "fp32", str(PHOTO))
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "No face-trained backbone is installed" in line and "offline mode is on (HF_HUB_OFFLINE=1)" in line
@@ -220,7 +220,7 @@ def test_unreachable_hub_is_reported_not_hung(tmp_path: Path) -> None:
 def test_checkpoint_keys_that_do_not_fit_are_listed(tmp_path: Path) -> None:
     files = cvlface_repo(_cvlface_model(), extra={"model.net.head.weight": torch.zeros(3, 3)})
     with HubServer({CVLFACE: files}) as hub:
-        result = cli(_env(tmp_path, hub), "score", str(PHOTO), "--backbone", ONLINE_DEFAULT)
+        result = cli(_env(tmp_path, hub), "score", "--precision", "fp32", str(PHOTO), "--backbone", ONLINE_DEFAULT)
     assert result.returncode == 2 and "unexpected keys: head.weight" in result.stderr, result.stderr
 
 
@@ -228,7 +228,7 @@ def test_prefix_is_tolerated_and_the_pt_file_is_the_fallback(tmp_path: Path) -> 
     model = _cvlface_model()
     files = cvlface_repo(model, prefix="net.", safetensors=False)  # no model.safetensors: pretrained_model/model.pt
     with HubServer({CVLFACE: files}) as hub:
-        result = cli(_env(tmp_path, hub), "score", str(PHOTO), "--backbone", ONLINE_DEFAULT, "--out",
+        result = cli(_env(tmp_path, hub), "score", "--precision", "fp32", str(PHOTO), "--backbone", ONLINE_DEFAULT, "--out",
                      str(tmp_path / "s.csv"))
         assert any(r.path.endswith("/pretrained_model/model.pt") for r in hub.state.downloads())
     assert result.returncode == 0, result.stderr
@@ -241,11 +241,11 @@ def test_timm_face_vit_fetched_then_built_by_timms_own_loader(tmp_path: Path) ->
     files, model = timm_repo()
     with HubServer({TIMM_REPO: files}) as hub:
         env = _env(tmp_path, hub)
-        first = cli(env, "score", str(PHOTO), "--backbone", TIMM_FACE, "--out", str(tmp_path / "t.csv"))
+        first = cli(env, "score", "--precision", "fp32", str(PHOTO), "--backbone", TIMM_FACE, "--out", str(tmp_path / "t.csv"))
         assert first.returncode == 0, first.stderr
         assert {"config.json", "model.safetensors"} <= {r.path.rsplit("/", 1)[-1] for r in hub.state.downloads()}
         before = len(hub.state.requests)
-        again = cli(env, "score", str(PHOTO), "--backbone", TIMM_FACE, "--out", str(tmp_path / "t2.csv"))
+        again = cli(env, "score", "--precision", "fp32", str(PHOTO), "--backbone", TIMM_FACE, "--out", str(tmp_path / "t2.csv"))
         assert again.returncode == 0, again.stderr
         assert len(hub.state.requests) == before
     (row,) = _rows(tmp_path / "t.csv")
