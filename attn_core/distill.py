@@ -190,12 +190,12 @@ def find_teacher_model(path: str | os.PathLike | None = None) -> Path:
             raise FileNotFoundError(f"teacher model {path} does not exist.")
         return Path(path)
     candidates = [os.environ.get("ATTN_FIQA_DLIB_MODEL")]
-    try:
-        import face_recognition_models  # type: ignore[import-not-found]
+    # Found without importing the package: its __init__ needs pkg_resources, which setuptools >= 81 no longer has.
+    from importlib.util import find_spec
 
-        candidates.append(Path(face_recognition_models.__file__).parent / "models" / TEACHER_MODEL_FILE)
-    except ImportError:
-        pass
+    spec = find_spec("face_recognition_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidates.append(Path(folder) / "models" / TEACHER_MODEL_FILE)
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)

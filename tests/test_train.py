@@ -291,3 +291,19 @@ def test_distillation_is_a_regulariser_of_the_one_trainer(tiny_cache: Path, tmp_
         torch.testing.assert_close(resumed["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
     with pytest.raises(ValueError, match="other options"):  # the weight is part of the recipe
         train(_config(tiny_cache, tmp_path / "split", 7, distill_weight=0.5), progress=False, teacher=teacher)
+
+
+def test_dlib_teacher_targets_when_dlib_is_installed(tiny_cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dlib", reason="the distill extra (dlib) is not installed")
+    from attn_core.distill import find_teacher_model
+    from attn_core.train.trainer import teacher_targets
+
+    try:
+        find_teacher_model()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    cache = load_cache(tiny_cache, "train")
+    (tmp_path / "run").mkdir()
+    targets = teacher_targets(_config(tiny_cache, tmp_path / "run", 1, distill_weight=1.0), cache, progress=False)
+    assert targets.shape == (len(cache.labels), 128)
+    np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 1.0, rtol=1e-5)
