@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """What to score: block (default last), heads (None = all), aggregation and token mode (DESIGN.md 1)."""
+    """What to score: block (default last), heads (None = all), aggregation and token mode (docs/DESIGN.md 1)."""
 
     block: int = -1
     heads: tuple[int, ...] | None = None

@@ -1,6 +1,6 @@
 """Capture q and k of a block from a forward hook on its qkv projection.
 
-Hooking the qkv Linear works whether timm uses fused scaled-dot-product attention or not (DESIGN.md 2.2), and leaves
+Hooking the qkv Linear works whether timm uses fused scaled-dot-product attention or not (docs/DESIGN.md 2.2), and leaves
 the model untouched once the context exits: hooks are removed in ``__exit__``, exceptions included.
 """
 

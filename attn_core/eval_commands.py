@@ -1,6 +1,6 @@
 """``attn-fiqa eval`` and ``attn-fiqa sweep``: does the score predict recognition errors?
 
-- :func:`run_eval`: Error-versus-Discard curves (DESIGN.md 4) of one or more quality backbones on verification
+- :func:`run_eval`: Error-versus-Discard curves (docs/DESIGN.md 4) of one or more quality backbones on verification
   pairs judged by an independent matcher, next to baselines (random discard, sharpness, brightness, face size),
   with plots, a JSON and a Markdown report. Per-file embeddings, scores and measures are cached on disk
   (:mod:`attn_core.cache`), so a second run only redoes the curves.
@@ -956,7 +956,7 @@ def add_eval_parsers(subparsers) -> None:
     evaluate = subparsers.add_parser(
         "eval", conflict_handler="resolve",
         help="EDC of quality backbones vs baselines on verification pairs (plots, JSON, Markdown)",
-        description="Error-versus-Discard evaluation (DESIGN.md 4). DATA is a folder with one sub-folder per identity "
+        description="Error-versus-Discard evaluation (docs/DESIGN.md 4). DATA is a folder with one sub-folder per identity "
                     "(all genuine pairs + seeded impostors), or use --pairs CSV (path_a,path_b,same_identity).")
     evaluate.add_argument("data", nargs="?", help="folder with one sub-folder per identity")
     evaluate.add_argument("--pairs", help="pairs CSV instead of DATA (header path_a,path_b,same_identity)")

@@ -1,6 +1,6 @@
 """Quality-assessment evaluation: Error-versus-Discard Characteristic (EDC), rank correlations, pair lists.
 
-The protocol follows DESIGN.md section 4. Verification pairs are compared by a matcher that is not the quality
+The protocol follows docs/DESIGN.md section 4. Verification pairs are compared by a matcher that is not the quality
 model; distance = arccos(cosine) / pi, a pair is accepted when distance <= threshold. Pair quality is the minimum
 of the two image qualities. Pairs are sorted by pair quality and the lowest fraction r is discarded; the FNMR of
 the retained genuine pairs is plotted against r.

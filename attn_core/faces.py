@@ -1,6 +1,6 @@
 """Photo in, aligned 112x112 RGB face crop out: image loading, YuNet detection and 5-point similarity alignment.
 
-Every face ViT in this project was trained on crops aligned to the ArcFace 5-point template (DESIGN.md 3), so the
+Every face ViT in this project was trained on crops aligned to the ArcFace 5-point template (docs/DESIGN.md 3), so the
 quality score only means something on a crop made the same way. This module owns that step and keeps the mapping
 between the crop and the original photo, so maps computed on the crop can be drawn back onto the photo.
 """

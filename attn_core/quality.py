@@ -1,4 +1,4 @@
-"""The method's score and maps (DESIGN.md 1), from the captured queries and keys of one block.
+"""The method's score and maps (docs/DESIGN.md 1), from the captured queries and keys of one block.
 
 score = mean over heads h, query rows i and key columns j of A[h] = Q_h K_h^T * d^-0.5. Because the mean over i
 is linear, mean_i A[h, i, j] = (mean_i q_i) . k_j * d^-0.5: the per-key map costs O(N d) per head instead of

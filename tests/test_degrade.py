@@ -8,7 +8,7 @@ import pytest
 
 from attn_core.degrade import DEGRADATIONS, degrade
 
-# DESIGN.md 3: ArcFace 112x112 template (left eye, right eye, nose, left and right mouth corners).
+# docs/DESIGN.md 3: ArcFace 112x112 template (left eye, right eye, nose, left and right mouth corners).
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                                  [41.5493, 92.3655], [70.7299, 92.2041]])
 

@@ -8,7 +8,7 @@ import pytest
 
 from attn_core.registry import BackboneNotAvailable, get_spec, list_backbones, resolve_default
 
-# name: (patch, grid, dim, depth, heads, mlp_ratio) straight from DESIGN.md 2.1
+# name: (patch, grid, dim, depth, heads, mlp_ratio) straight from docs/DESIGN.md 2.1
 TABLE = {
     "insightface-vit-t": (9, 12, 256, 12, 8, 4.0),
     "insightface-vit-s": (9, 12, 512, 12, 8, 4.0),

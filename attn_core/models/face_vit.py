@@ -1,4 +1,4 @@
-"""The face-recognition ViT of insightface arcface_torch / CVLFace / TransFace (DESIGN.md 2.1), written from its definition.
+"""The face-recognition ViT of insightface arcface_torch / CVLFace / TransFace (docs/DESIGN.md 2.1), written from its definition.
 
 State-dict keys match the public checkpoints, so their weights load strictly into this module.
 """
@@ -82,7 +82,7 @@ def se_gate(num_patches: int, embed_dim: int) -> nn.Sequential:
 
 
 class FaceViT(nn.Module):
-    """Pre-LN ViT with no class token and a flatten-all-tokens embedding head (DESIGN.md 2.1)."""
+    """Pre-LN ViT with no class token and a flatten-all-tokens embedding head (docs/DESIGN.md 2.1)."""
 
     num_prefix_tokens = 0
 
