@@ -11,45 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from attn_core.quality import PRECISION_CHOICES
-from attn_core.registry import ONLINE_DEFAULT
+from attn_core.cli_options import add_backbone_arguments, add_score_options
 
-
-def _parse_heads(text: str | None) -> tuple[int, ...] | None:
-    if text is None or text.strip().lower() in ("", "all"):
-        return None
-    try:
-        return tuple(int(part) for part in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--heads takes head numbers like '0,3,5' or 'all', not {text!r}") from None
-
-
-def add_backbone_arguments(parser: argparse.ArgumentParser, compile_option: bool = True,
-                           precision_default: str = "auto") -> None:
-    """The options every model-using command shares. ``--precision`` defaults to "auto" for batch work (bf16 where
-    the CPU has bf16 matrix units or on GPUs, else fp32; results record which); ``--compile`` only where it pays."""
-    parser.add_argument("--backbone", default="", help="registry name or timm name (default: the first installed "
-                        f"face-trained backbone; online, {ONLINE_DEFAULT} is downloaded on first use)")
-    parser.add_argument("--weights", help="checkpoint file, Hugging Face style folder, or hf://owner/repo[/file]")
-    parser.add_argument("--num-heads", type=int, help="head count, for checkpoints whose architecture is read from the file")
-    parser.add_argument("--random-init", action="store_true", help="seeded random weights (tests/teaching only)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=precision_default,
-                        help="arithmetic of the blocks: fp32 (the reference, exact to the method's code), bf16/fp16 "
-                             "autocast (2-3x faster on CPUs with AMX/AVX512-BF16 and on GPUs; ranking kept to "
-                             f"Spearman >= 0.999), auto: bf16 where the hardware has it, else fp32 (default: {precision_default})")
-    if compile_option:
-        parser.add_argument("--compile", action="store_true", help="run the blocks through torch.compile (slow first call)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (1 is fastest on a busy shared CPU; default: torch's choice)")
-
-
-def add_score_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--block", type=int, default=-1, help="transformer block to read (default -1: the last)")
-    parser.add_argument("--heads", type=_parse_heads, default=None, help="heads to use, e.g. '0,3' (default: all)")
-    parser.add_argument("--aggregation", default="mean", choices=["mean", "median", "max", "inv_std"])
-    parser.add_argument("--tokens", default="all", choices=["all", "patch"],
-                        help="all tokens (the paper's definition) or patch tokens only, for models with CLS/registers")
+__all__ = ["add_backbone_arguments", "add_score_options", "build_parser", "main"]
 
 
 def _load_model(args: argparse.Namespace):
@@ -256,19 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--offline", action="store_true", help="only look in the local cache")
     fetch.set_defaults(func=cmd_fetch)
 
-    for module_name, function_name in (
-        ("attn_core.eval_commands", "add_eval_parsers"),
-        ("attn_core.distill", "add_distill_parser"),
-        ("attn_core.train.cli", "add_train_parser"),
-        ("app.cli", "add_app_parser"),
-    ):
+    from attn_core.distill import add_distill_parser
+    from attn_core.eval_commands import add_eval_parsers
+    from attn_core.train.cli import add_train_parser
+
+    add_eval_parsers(sub)
+    add_distill_parser(sub)
+    add_train_parser(sub)
+    # Commands of packages above the library (the web app) arrive through the documented plugin mechanism, entry
+    # points of the group "attn_fiqa.commands" (pyproject.toml), so the library never imports the app.
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="attn_fiqa.commands"), key=lambda e: e.name):
         try:
-            module = __import__(module_name, fromlist=[function_name])
-        except ImportError as error:
-            if error.name and (error.name == module_name or module_name.startswith(error.name)):
-                continue  # that part is not installed in this checkout
-            raise
-        getattr(module, function_name)(sub)
+            add_parser = entry.load()
+        except ImportError:  # declared by an installed distribution whose code is not importable here
+            continue
+        add_parser(sub)
     return parser
 
 

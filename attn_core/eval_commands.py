@@ -930,7 +930,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    from attn_core.cli import add_backbone_arguments, add_score_options
+    from attn_core.cli_options import add_backbone_arguments, add_score_options
 
     add_backbone_arguments(parser, compile_option=False)
     add_score_options(parser)
