@@ -920,7 +920,7 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
         root, shown, names, skipped = _evaluation_data(source, data_zip, work)
         try:
             report = run_eval(root, models, matcher, out_dir, fmrs=[float(f) for f in fmrs],
-                              threshold_modes=list(threshold_modes),
+                              threshold_modes=list(threshold_modes), data_name=shown, file_names=names,
                               progress=lambda fraction, message: progress(fraction, desc=message))
         except (ValueError, FileNotFoundError) as error:  # name the user's data, not our temporary folder
             raise ValueError(str(error).replace(str(root), shown)) from None
@@ -940,10 +940,8 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
     plots = [(str(path), path.name) for path in report.plot_paths]
     notes = overview + "\n\n" + _eval_warnings(report, skipped, names, random_weights)
     per_file = report.json_path.with_name("eval_files.csv")  # run_eval writes it beside eval.json
+    # run_eval wrote the reports naming the user's data (data_name), never the server's temporary folder.
     downloads = [str(path) for path in (report.json_path, report.markdown_path, per_file) if path.is_file()]
-    for path in downloads:  # the reports name the user's data, not the server's temporary folder
-        text = Path(path).read_text()
-        Path(path).write_text(text.replace(str(root) + "/", "").replace(str(root), shown))
     return plots, table, notes, downloads
 
 

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -364,6 +365,8 @@ def run_eval(
     use_cache: bool = True,
     batch_size: int = 32,
     progress: ProgressFn | None = None,
+    data_name: str | None = None,
+    file_names: dict[Path, str] | None = None,
 ) -> EvalReport:
     """EDC evaluation of quality backbones against baselines; writes PNGs, ``eval.json`` and ``eval.md`` to ``out_dir``.
 
@@ -371,6 +374,9 @@ def run_eval(
         data: identity folder (``root/<identity>/<image>``), pairs CSV, or a list of (path_a, path_b, genuine).
         backbones: quality models (names or built models); each is one curve.
         matcher: the independent recogniser: ``sface`` (default) or a backbone name (its embedding head).
+        data_name: how the reports name the data (e.g. the name of an uploaded archive); files are then named by
+            ``file_names[path]`` (the names the user knows), else by their path inside the data folder, never by
+            where they lie on this machine.
     """
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -381,6 +387,9 @@ def run_eval(
         raise ValueError("give at least one FMR")
     grid = discard_grid(discard_step)
     pairs, source = load_pairs(data, seed=seed, impostors_per_genuine=impostors_per_genuine)
+    name = _path_namer(data, data_name, file_names or {})
+    if data_name is not None:
+        source = data_name
 
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
                                    num_heads=num_heads, options=options, precision=precision)
@@ -470,7 +479,7 @@ def run_eval(
                      "fixed": "threshold set once at r=0; stepwise AUC (ISO/IEC 29794-1 style)", "seed": seed},
         "pairs": {"total": len(pairs), "used": len(used), "dropped": n_dropped, "genuine": int(genuine.sum()),
                   "impostor": n_impostor},
-        "failed_files": [{"path": str(path), "reason": reason} for path, reason in failed],
+        "failed_files": [{"path": name(path), "reason": reason} for path, reason in failed],
         "curves": [{
             "method": c.method, "kind": "random" if c.method == RANDOM else
             ("baseline" if c.method in dict(BASELINES) else "quality model"),
@@ -493,7 +502,7 @@ def run_eval(
     json_path, markdown_path = out_dir / "eval.json", out_dir / "eval.md"
     json_path.write_text(json.dumps(summary, indent=1))
     markdown_path.write_text(markdown)
-    _write_file_scores(out_dir / "eval_files.csv", files, records, labels)
+    _write_file_scores(out_dir / "eval_files.csv", files, records, labels, name)
     _report(progress, 1.0, "done")
     return EvalReport(curves, markdown, markdown_path, json_path, plot_paths, failed, len(pairs), len(used),
                       verdicts, warnings, summary, counts.embedded, counts.scored)
@@ -537,13 +546,32 @@ def _eval_markdown(summary: dict, curves: list[EDCCurve], plots: list[Path], fmr
     return "\n".join(lines)
 
 
-def _write_file_scores(path: Path, files: Sequence[Path], records: dict[Path, FileMeasures], labels: list[str]) -> None:
+def _path_namer(data: Any, data_name: str | None, file_names: dict[Path, str]) -> Callable[[Any], str]:
+    """How reports write a file's path: as given, or (with ``data_name``) by the user's name for it or relative to
+    the data folder."""
+    if data_name is None or not isinstance(data, (str, os.PathLike)):
+        return str
+    root = Path(data) if Path(data).is_dir() else Path(data).parent
+
+    def name(path: Any) -> str:
+        if Path(path) in file_names:
+            return file_names[Path(path)]
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            return str(path)
+
+    return name
+
+
+def _write_file_scores(path: Path, files: Sequence[Path], records: dict[Path, FileMeasures], labels: list[str],
+                       name: Callable[[Any], str] = str) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "sha256", *labels, "error"])
         for file in files:
             record = records[file]
-            writer.writerow([str(file), record.digest, *(f"{record.quality[l]:.6g}" if l in record.quality else ""
+            writer.writerow([name(file), record.digest, *(f"{record.quality[l]:.6g}" if l in record.quality else ""
                                                           for l in labels), record.error or ""])
 
 

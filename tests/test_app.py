@@ -372,6 +372,14 @@ def test_evaluate_zip_of_identity_folders(client, tmp_path):
     assert "`people.zip/loose.jpg`: Not inside an identity folder" in warnings
     assert "`people.zip/faces/A/notes.txt`: Not an image" in warnings
     assert "MACOSX" not in warnings
+    # The reports run_eval wrote name the user's archive and the files inside it, never the server's temp folders.
+    downloads = outputs[3]
+    written = json.loads(Path(next(p for p in downloads if p.endswith("eval.json"))).read_text())
+    assert written["data"] == "people.zip"
+    for path in downloads:
+        assert "attn_fiqa_eval_" not in Path(path).read_text()
+    listed = [row["path"] for row in csv.DictReader(open(next(p for p in downloads if p.endswith("eval_files.csv"))))]
+    assert sorted(listed) == sorted(f"people.zip/faces/{who}/{name}" for who, names in photos.items() for name in names)
 
 
 def test_evaluate_errors_are_plain_sentences(client, tmp_path):
