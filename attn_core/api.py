@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from attn_core.backbone import Backbone, cached_backbone
-from attn_core.faces import AlignedFace, ImageLike, extract_faces
+from attn_core.faces import IMAGE_SUFFIXES, AlignedFace, ImageLike, extract_faces
 from attn_core.quality import QualityResult, resolve_precision, score_faces
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
 
 
 @dataclass(frozen=True)

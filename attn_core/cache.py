@@ -30,7 +30,9 @@ _CHUNK = 1 << 20
 
 def default_cache_dir() -> Path:
     """``$ATTN_FIQA_HOME/eval`` (default ``~/.cache/attn_fiqa/eval``), beside the weights cache."""
-    return Path(os.environ.get("ATTN_FIQA_HOME", Path.home() / ".cache" / "attn_fiqa")) / "eval"
+    from attn_core.specs import attn_fiqa_home
+
+    return attn_fiqa_home() / "eval"
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from attn_core.quality import PRECISION_CHOICES
+from attn_core.quality import AGGREGATIONS, PRECISION_CHOICES, TOKEN_MODES
 from attn_core.registry import ONLINE_DEFAULT
 
 
@@ -41,6 +41,6 @@ def add_backbone_arguments(parser: argparse.ArgumentParser, compile_option: bool
 def add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=-1, help="transformer block to read (default -1: the last)")
     parser.add_argument("--heads", type=_parse_heads, default=None, help="heads to use, e.g. '0,3' (default: all)")
-    parser.add_argument("--aggregation", default="mean", choices=["mean", "median", "max", "inv_std"])
-    parser.add_argument("--tokens", default="all", choices=["all", "patch"],
+    parser.add_argument("--aggregation", default="mean", choices=list(AGGREGATIONS))
+    parser.add_argument("--tokens", default="all", choices=list(TOKEN_MODES),
                         help="all tokens (the paper's definition) or patch tokens only, for models with CLS/registers")

@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attn_core.faces import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
 from attn_core.models.face_vit import FaceViT
 
 # ----------------------------------------------------------------------------------------------------- constants
 
 TRAIN_FIRST_LETTERS = frozenset("ABCDEFGHIJKLMNO")
 RESERVED_FIRST_LETTERS = frozenset("PQRSTUVWXYZ")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = tuple(sorted(_IMAGE_SUFFIXES))  # str.endswith takes a tuple
 ARCFACE_SIZE = 112
 CONTEXT_SIZE = 224  # training crops keep a margin around the 112 crop so jitter never warps in black borders
 CONTEXT_OFFSET = (CONTEXT_SIZE - ARCFACE_SIZE) // 2

@@ -34,11 +34,13 @@ import cv2
 import numpy as np
 from scipy import stats
 
+from attn_core.faces import IMAGE_SUFFIXES
+
 ThresholdMode = Literal["per_fraction", "fixed"]
 
 DEFAULT_DISCARD = np.round(np.arange(0.0, 0.951, 0.05), 10)  # r = 0, 0.05, ..., 0.95
 DEFAULT_DISCARD.setflags(write=False)
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the project's one list (attn_core.faces)
 _COUNT_TOLERANCE = 1e-9
 
 

@@ -56,6 +56,9 @@ ARCFACE_TEMPLATE: np.ndarray = np.array(
 ARCFACE_TEMPLATE.setflags(write=False)
 
 TEMPLATE_SIZE = 112
+# The one list of image file suffixes every folder scan uses (score, batch, eval, sweep, train, scale-out).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"})
 MAX_PIXELS: int = 50_000_000  # read at call time, so tests and callers can lower it
 DECODE_MAX_SIDE: int = 3000  # photos are reduced to this right at decoding (JPEG: in the DCT, via draft); plenty
 # for a 112x112 crop of any face YuNet can find, and it bounds the memory and time every later step costs

@@ -25,7 +25,12 @@ ASSETS_DIR = _assets_dir()
 
 def weights_home() -> Path:
     """Where downloaded or user-installed weights live (``ATTN_FIQA_HOME``, default ``~/.cache/attn_fiqa``)."""
-    return Path(os.environ.get("ATTN_FIQA_HOME", Path.home() / ".cache" / "attn_fiqa")) / "weights"
+    return attn_fiqa_home() / "weights"
+
+
+def attn_fiqa_home() -> Path:
+    """The project's one home folder: ``$ATTN_FIQA_HOME``, default ``~/.cache/attn_fiqa`` (weights/, eval/)."""
+    return Path(os.environ.get("ATTN_FIQA_HOME", Path.home() / ".cache" / "attn_fiqa"))
 
 
 @dataclass(frozen=True)
