@@ -220,12 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--offline", action="store_true", help="only look in the local cache")
     fetch.set_defaults(func=cmd_fetch)
 
-    from attn_core.distill import add_distill_parser
     from attn_core.eval_commands import add_eval_parsers
     from attn_core.train.cli import add_train_parser
 
     add_eval_parsers(sub)
-    add_distill_parser(sub)
     add_train_parser(sub)
     # Commands of packages above the library (the web app) arrive through the documented plugin mechanism, entry
     # points of the group "attn_fiqa.commands" (pyproject.toml), so the library never imports the app.

