@@ -26,27 +26,28 @@ from typing import Any
 import cv2
 import gradio as gr
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from attn_core.api import IMAGE_SUFFIXES, FaceQualityModel, ScoreOptions  # noqa: E402
-from attn_core.degrade import DEGRADATIONS, degrade  # noqa: E402
-from attn_core.eval_commands import (  # noqa: E402
+from attn_core.api import IMAGE_SUFFIXES, FaceQualityModel, ScoreOptions
+from attn_core.degrade import DEGRADATIONS, degrade
+from attn_core.eval_commands import (
     DEFAULT_FMRS,
     EXAMPLE_IDENTITIES,
     THRESHOLD_MODES,
     EvalReport,
+    QualityMethod,
+    crop_landmarks,
     demo_identity_folder,
     run_eval,
+    sweep_face,
 )
-from attn_core.evaluation import edc_table_markdown, format_fmr  # noqa: E402
-from attn_core.faces import AlignedFace, extract_faces  # noqa: E402
-from attn_core.matcher import available_matchers, cosine, get_matcher  # noqa: E402
-from attn_core.quality import QualityResult  # noqa: E402
-from attn_core.hub import check_reachable, offline_reason  # noqa: E402
-from attn_core.registry import (  # noqa: E402
+from attn_core.evaluation import edc_table_markdown, format_fmr
+from attn_core.faces import AlignedFace, extract_faces
+from attn_core.matcher import available_matchers, cosine, get_matcher
+from attn_core.quality import QualityResult
+from attn_core.hub import check_reachable, offline_reason
+from attn_core.registry import (
     DEFAULT_BACKBONE,
     ONLINE_DEFAULT,
     installed_default,
@@ -59,8 +60,8 @@ from attn_core.registry import (  # noqa: E402
     resolve_default,
     weights_available,
 )
-from attn_core.render import crop_overlay, draw_boxes, figure_to_array, patch_map_figure, photo_overlay  # noqa: E402
-from attn_core.specs import ASSETS_DIR, BackboneSpec  # noqa: E402
+from attn_core.render import crop_overlay, draw_boxes, figure_to_array, patch_map_figure, photo_overlay
+from attn_core.specs import ASSETS_DIR, BackboneSpec
 
 log = logging.getLogger("attn_fiqa.app")
 
@@ -547,7 +548,8 @@ def degrade_face(image: Any, degradation: str, strength: float, seed: int = 0, b
     model = load_model(backbone, random_weights)
     options = _options(heads, aggregation, tokens)
     clean = _largest_face(image, backbone, random_weights, block, centre_crop, options)
-    damaged_crop = degrade(clean.face.aligned, degradation, float(strength), int(seed))
+    damaged_crop = degrade(clean.face.aligned, degradation, float(strength), int(seed),
+                           landmarks=crop_landmarks(clean.face))  # occluders at this face's eyes / mouth, as the sweep
     (damaged,) = model.score_faces(damaged_crop, ScoreOptions(block=clean.block, **options))
     forward_passes["count"] += 1
     utility = float(cosine(*get_matcher("sface").embed([clean.face.aligned, damaged_crop])))
@@ -584,25 +586,23 @@ def sweep(image: Any, seed: int = 0, backbone: str = "", random_weights: bool = 
     model = load_model(backbone, random_weights)
     options = _options(heads, aggregation, tokens)
     clean = _largest_face(image, backbone, random_weights, block, centre_crop, options)
-    crops, keys = [], []
-    for name in DEGRADATIONS:
-        for strength in SWEEP_STRENGTHS[1:]:
-            crops.append(degrade(clean.face.aligned, name, strength, int(seed)))
-            keys.append((name, strength))
-    results = model.score_faces(crops, ScoreOptions(block=clean.block, **options))
+    # The same sweep step as `attn-fiqa sweep` and the training validity log (attn_core.eval_commands.sweep_face).
+    method = QualityMethod("score", model, ScoreOptions(block=clean.block, **options))
+    measured = sweep_face(clean.face, [method], get_matcher("sface"), list(DEGRADATIONS), SWEEP_STRENGTHS, int(seed))
     forward_passes["count"] += 1
-    embeddings = get_matcher("sface").embed([clean.face.aligned] + crops)
-    utilities = cosine(np.repeat(embeddings[:1], len(crops), axis=0), embeddings[1:])
     table: dict[str, dict[str, list[float]]] = {
-        name: {"strength": [0.0], "score": [clean.score], "sface_cosine": [1.0]} for name in DEGRADATIONS
+        name: {"strength": [0.0], "score": [float(measured.scores["score"][0])], "sface_cosine": [1.0]}
+        for name in DEGRADATIONS
     }
-    for (name, strength), result, utility in zip(keys, results, utilities):
+    for (name, strength), score, utility in zip(measured.variants[1:], measured.scores["score"][1:],
+                                                measured.utility[1:]):
         table[name]["strength"].append(strength)
-        table[name]["score"].append(result.score)
+        table[name]["score"].append(float(score))
         table[name]["sface_cosine"].append(float(utility))
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
-    colours = plt.colormaps["tab10"]
+    figure = Figure(figsize=(11, 4.2), dpi=100)  # no pyplot: handlers run in worker threads
+    left, right = figure.subplots(1, 2)
+    colours = matplotlib.colormaps["tab10"]
     for number, (name, curve) in enumerate(table.items()):
         style = {"color": colours(number % 10), "marker": "o", "markersize": 3, "label": DEGRADATIONS[name].label}
         left.plot(curve["strength"], curve["score"], **style)

@@ -592,12 +592,43 @@ class SweepReport:
     failed_files: list[tuple[Path, str]]
 
 
-def _crop_landmarks(face) -> np.ndarray | None:
+def crop_landmarks(face) -> np.ndarray | None:
     """Detected landmarks mapped into the aligned crop (for the eye / mouth occlusions); None for pre-aligned."""
     if face.landmarks is None:
         return None
     points = np.asarray(face.landmarks, dtype=np.float64)
     return points @ face.transform[:, :2].T + face.transform[:, 2]
+
+
+@dataclass
+class FaceSweep:
+    """One face under every degradation at every strength: what ``sweep_face`` measured.
+
+    ``variants[i]`` is (degradation, strength) of row i; row 0 is the clean crop, ("clean", 0.0)."""
+
+    variants: list[tuple[str, float]]
+    utility: np.ndarray  # (n,) matcher cosine of each crop to the clean crop (1 for row 0)
+    scores: dict[str, np.ndarray]  # quality label -> (n,) scores
+    crops: np.ndarray  # (n, 112, 112, 3) the crops themselves
+
+
+def sweep_face(face, methods: Sequence[QualityMethod], judge: Matcher, names: Sequence[str], levels: Sequence[float],
+               seed: int, batch_size: int = 64) -> FaceSweep:
+    """The one sweep step behind ``attn-fiqa sweep``, the app's Degradation explorer and the training validity log:
+    degrade one aligned face (one noise field / direction / occluder position per ``seed``, shared by every strength;
+    eye and mouth occlusions at the detected landmarks), score every crop with each method, and measure utility as
+    the matcher's cosine to the clean crop."""
+    from attn_core.degrade import degrade
+
+    landmarks = crop_landmarks(face)
+    variants = [(name, float(level)) for name in names for level in levels if level > 0]
+    stack = np.stack([face.aligned] + [degrade(face.aligned, name, level, seed=seed, landmarks=landmarks)
+                                       for name, level in variants])
+    embeddings = np.concatenate([judge.embed(stack[i : i + batch_size]) for i in range(0, len(stack), batch_size)])
+    utility = cosine(np.broadcast_to(embeddings[0], embeddings.shape), embeddings)
+    scores = {m.label: np.array([r.score for r in m.model.score_faces(stack, m.options, batch_size=batch_size)])
+              for m in methods}
+    return FaceSweep([("clean", 0.0)] + variants, utility, scores, stack)
 
 
 def run_sweep(
@@ -628,7 +659,7 @@ def run_sweep(
     matcher's verification threshold (``failure_threshold`` overrides; a backbone matcher has none of its own).
     Pooled statistics count each face's clean crop once; per-degradation ones include it as strength 0.
     """
-    from attn_core.degrade import DEGRADATIONS, degrade
+    from attn_core.degrade import DEGRADATIONS
 
     began = time.perf_counter()
     names = list(degradations) if degradations else list(DEGRADATIONS)
@@ -647,7 +678,6 @@ def run_sweep(
     warnings = _same_model_warnings(judge, methods, allow_same_matcher) + _not_face_trained(methods)
     threshold = failure_threshold if failure_threshold is not None else getattr(judge, "threshold", None)
     failed: list[tuple[Path, str]] = [(p, reason) for p, reason in missing]
-    variants = [(name, level) for name in names for level in levels if level > 0]
 
     rows: list[dict[str, Any]] = []
     for index, path in enumerate(files):
@@ -660,15 +690,9 @@ def run_sweep(
         except Exception as error:
             failed.append((path, f"{type(error).__name__}: {error}"))
             continue
-        landmarks = _crop_landmarks(face)
-        face_seed = seed + index  # one noise field / direction / position per face, shared by every strength
-        stack = np.stack([face.aligned] + [degrade(face.aligned, name, level, seed=face_seed, landmarks=landmarks)
-                                           for name, level in variants])
-        embeddings = np.concatenate([judge.embed(stack[i : i + batch_size]) for i in range(0, len(stack), batch_size)])
-        utility = cosine(np.broadcast_to(embeddings[0], embeddings.shape), embeddings)
-        scores = {m.label: np.array([r.score for r in m.model.score_faces(stack, m.options, batch_size=batch_size)])
-                  for m in methods}
-        position = {variant: i + 1 for i, variant in enumerate(variants)}
+        measured = sweep_face(face, methods, judge, names, levels, seed + index, batch_size)  # a field per face
+        utility, scores = measured.utility, measured.scores
+        position = {variant: i for i, variant in enumerate(measured.variants) if i > 0}
         for name in names:
             for level in levels:
                 i = position.get((name, level), 0)  # strength 0 is the clean crop itself
