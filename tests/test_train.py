@@ -307,3 +307,47 @@ def test_dlib_teacher_targets_when_dlib_is_installed(tiny_cache: Path, tmp_path:
     targets = teacher_targets(_config(tiny_cache, tmp_path / "run", 1, distill_weight=1.0), cache, progress=False)
     assert targets.shape == (len(cache.labels), 128)
     np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 1.0, rtol=1e-5)
+
+
+def test_gate_script_runs_every_line_on_tiny_data(tiny_cache: Path, tmp_path: Path) -> None:
+    """scripts/gate.py with the project's own sweep and eval, on tiny held-out data and a tiny trained checkpoint."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    for identity, files in {"Quinn": ["person_a_1.jpg", "person_a_2.jpg"], "Rosa": ["person_b_1.jpg", "person_b_2.jpg"],
+                            "Rex": ["impostor_1.jpg"], "Anna": ["astronaut.jpg"]}.items():
+        (data / "lfw-train" / identity).mkdir(parents=True)
+        for name in files:
+            shutil.copy(EXAMPLES / name, data / "lfw-train" / identity / name)
+    (data / "london-set" / "001").mkdir(parents=True)
+    for name in ("impostor_2.jpg", "person_a_1.jpg"):
+        shutil.copy(EXAMPLES / name, data / "london-set" / "001" / name)
+    shape = ModelConfig(embed_dim=32, depth=3, num_heads=4, mlp_ratio=2.0, out_dim=16)  # test-face-vit-p8's shape
+    run = TrainConfig(cache=str(tiny_cache), out_dir=str(tmp_path / "run"), batch_size=4, steps=2, warmup_steps=1,
+                      eval_every=2, workers=0, precision="fp32", threads=1, model=shape)
+    train(run, progress=False)
+    weights = export(tmp_path / "run", tmp_path / "tiny.safetensors", half=False)
+    out = tmp_path / "gate"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "gate.py"),
+                           "--weights", str(weights), "--backbone", "test-face-vit-p8", "--data", str(data),
+                           "--out", str(out), "--cache", str(tiny_cache), "--sweep-lfw-faces", "2",
+                           "--sweep-london-faces", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gate = json.loads((out / "gate.json").read_text())
+    sweep = json.loads((out / "sweep" / "sweep.json").read_text())
+    (stats,) = sweep["results"].values()
+    assert gate["spearman_score_utility_pooled"]["value"] == stats["spearman_score_utility_pooled"]
+    assert gate["failure_auc_pooled"]["value"] == stats["failure_auc_pooled"]
+    assert sweep["faces"] == 4  # 2 London set + 2 held-out LFW faces, never a training identity
+    evaluation = json.loads((out / "eval" / "eval.json").read_text())
+    assert evaluation["pairs"]["genuine"] == 2  # Quinn's and Rosa's pairs: only Q-R names, Anna never used
+    reductions = gate["fnmr_reduction_at_30pct_fmr1e-3"]["value"]
+    assert {"ours", "random discard", "random-weights ViT"} <= set(reductions)
+    for line in ("spearman_score_utility_pooled", "failure_auc_pooled", "spearman_score_strength",
+                 "fnmr_reduction_at_30pct_fmr1e-3"):
+        assert isinstance(gate[line]["pass"], bool)
+    assert gate["passed"] == all(gate[line]["pass"] for line in ("spearman_score_utility_pooled", "failure_auc_pooled",
+                                                                 "spearman_score_strength",
+                                                                 "fnmr_reduction_at_30pct_fmr1e-3"))
+    assert "recognition_holdout_lfw" in gate
