@@ -264,7 +264,11 @@ def test_sweep_end_to_end(tmp_path: Path, capsys) -> None:
         scores = [float(r["score:test-face-vit-p8"]) for r in subset]
         expected = stats.spearmanr(scores, [float(r["strength"]) for r in subset]).statistic
         assert entry["spearman_score_strength"] == pytest.approx(expected)
-        assert entry["spearman_score_utility"] is None or -1 <= entry["spearman_score_utility"] <= 1
+        utilities = [float(r["utility"]) for r in subset]
+        if len(set(utilities)) > 1 and len(set(scores)) > 1:
+            assert entry["spearman_score_utility"] == pytest.approx(stats.spearmanr(scores, utilities).statistic)
+        else:  # a constant column has no rank correlation
+            assert entry["spearman_score_utility"] is None
         assert len(entry["mean_score_by_strength"]) == 3
     # Pooled statistics count each face's clean crop once: 2 faces x (1 + 10 x 2) crops.
     pooled = [r for r in rows if float(r["strength"]) > 0 or r["degradation"] == "gaussian_blur"]
@@ -275,6 +279,8 @@ def test_sweep_end_to_end(tmp_path: Path, capsys) -> None:
         score = np.array([float(r["score:test-face-vit-p8"]) for r in pooled])
         wins = (score[flags][:, None] < score[~flags][None, :]).mean() + 0.5 * (score[flags][:, None] == score[~flags][None, :]).mean()
         assert result["failure_auc_pooled"] == pytest.approx(wins)
+    else:  # all or none failed: the AUC is undefined, and reported as such
+        assert result["failure_auc_pooled"] is None
 
     for name in ("sweep_strength_test-face-vit-p8.png", "sweep_utility_test-face-vit-p8.png"):
         assert (out / name).read_bytes().startswith(PNG_MAGIC) and (out / name).stat().st_size > 5000

@@ -29,7 +29,8 @@ def test_eight_pixel_grid_covers_everything() -> None:
 def test_normalisation_modes() -> None:
     a, b = np.array([[1.0, 3.0]]), np.array([[5.0, 9.0]])
     per = normalise_maps([a, b], "per_image")
-    np.testing.assert_allclose(per[0], [[0, 1]]) and np.testing.assert_allclose(per[1], [[0, 1]])
+    np.testing.assert_allclose(per[0], [[0, 1]])
+    np.testing.assert_allclose(per[1], [[0, 1]])
     shared = normalise_maps([a, b], "shared")
     np.testing.assert_allclose(shared[0], [[0, 0.25]])
     np.testing.assert_allclose(shared[1], [[0.5, 1.0]])
