@@ -257,6 +257,12 @@ def backbone_status(backbone: str, random_weights: bool) -> str:
 
 
 @user_errors
+def after_score(backbone: str, random_weights: bool = False):
+    """After a request that may have downloaded weights: the status line, and the picker's labels (which said
+    "downloaded on first use" until now). The picker's value is kept; only user input re-runs anything."""
+    return backbone_status(backbone, random_weights), gr.update(choices=backbone_choices(), value=backbone)
+
+
 def backbone_info(backbone: str, random_weights: bool = False):
     """On a backbone change: its status line, block range, heads, token options and card (no forward pass)."""
     spec = spec_of(backbone)

@@ -255,7 +255,8 @@ def build_demo() -> gr.Blocks:
         # unreadable files with a plain message); Gradio still checks every path is an upload before the call.
         raw = {"preprocess": False}
         image.change(handlers.inspect, inspect_inputs, inspect_outputs, api_name="inspect", **raw).success(
-            handlers.backbone_status, [backbone, random_weights], status, api_visibility="private")  # after a download
+            handlers.after_score, [backbone, random_weights], [status, backbone],
+            api_visibility="private")  # after a download: status line and picker labels
         # Controls re-summarise cached attention (no forward pass); only block and backbone changes run the model.
         gr.on([heads.input, aggregation.input, tokens.input, view.input, face_index.input, centre_crop.input,
                colormap.input, opacity.release, normalisation.input, vmin.input, vmax.input, block.release],

@@ -105,6 +105,20 @@ def test_inspect_matches_core(client, tiny):
     assert f"higher than **{below} of {len(details['example_scores'])}**" in score_md
 
 
+def test_picker_labels_follow_a_download(monkeypatch):
+    from app import handlers
+
+    spec = handlers.get_spec("cvlface-vit-b-adaface")
+    monkeypatch.setattr(handlers, "weights_available", lambda s: False)
+    monkeypatch.setattr(handlers, "downloadable", lambda s: True)
+    before = dict((value, label) for label, value in handlers.backbone_choices())[spec.name]
+    assert "downloaded on first use" in before
+    monkeypatch.setattr(handlers, "weights_available", lambda s: s.name == spec.name)  # the download happened
+    _, picker = handlers.after_score(spec.name, False)
+    labels = dict((value, label) for label, value in picker["choices"])
+    assert "weights installed" in labels[spec.name] and picker["value"] == spec.name
+
+
 def test_launch_precision_reaches_every_model(monkeypatch):
     from app import handlers
 
