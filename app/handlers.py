@@ -146,8 +146,9 @@ def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> st
 
 # The user's own checkpoints given at launch (``attn-fiqa app --weights FILE``): listed name -> loaded model.
 _user_models: dict[str, FaceQualityModel] = {}
-# Launch options every request follows (``attn-fiqa app --precision``): fp32 by default, so the maps are the exact
-# ones; bf16 is offered for busy servers (benchmarks/RESULTS.md has the app's p50 in both).
+# Launch options every request follows (``attn-fiqa app --precision``, set by ui.launch: "auto" = bf16 where the
+# hardware has it, measured to cut the ViT-S request p50 from 164 to 100 ms on this project's CPU, see
+# benchmarks/RESULTS.md). fp32 until launch, for handlers called directly.
 _launch: dict[str, str] = {"precision": "fp32"}
 
 

@@ -288,11 +288,11 @@ def build_demo() -> gr.Blocks:
 
 
 def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, weights: str | None = None,
-           backbone: str = "", num_heads: int | None = None, precision: str = "fp32", **kwargs):
+           backbone: str = "", num_heads: int | None = None, precision: str = "auto", **kwargs):
     """Build, queue and serve the app; ``prevent_thread_lock=True`` returns at once (tests, scripts).
 
     ``weights``: the user's own checkpoint, served as the default backbone (``backbone`` names its architecture).
-    ``precision``: fp32 (default, exact maps), bf16/fp16, or auto, for every request.
+    ``precision``: auto (default: bf16 where the hardware multiplies it fast, else fp32), fp32, bf16 or fp16.
     """
     handlers.set_precision(precision)
     if weights:

@@ -281,6 +281,10 @@ def write_batch(table, out: str) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------- the driver
 
 
+def _decode_task_resources() -> dict[str, Any]:
+    return {"num_cpus": 1}
+
+
 def job_identity(job: RayJob, model: FaceQualityModel) -> dict[str, Any]:
     """The option columns of every row (what produced it), also the resume check."""
     options = job.options
@@ -364,8 +368,10 @@ def run(inputs: list[str], out: str, job: RayJob = RayJob(), *, address: str | N
     dataset = (
         ray.data.from_items([{"path": p, "error": r} for p, r in todo],
                             override_num_blocks=max(1, min(len(todo) // 16, 256)))
+        # ray_remote_args_fn keeps decoding in CPU tasks of their own: Ray Data would otherwise fuse this stage into
+        # the scoring actors (measured: 0.69x the local engine with 1 actor, decoding and scoring taking turns).
         .map_batches(decode_batch, fn_kwargs={"all_faces": job.all_faces, "on_no_face": job.on_no_face},
-                     batch_size=16, num_cpus=1)
+                     batch_size=16, ray_remote_args_fn=_decode_task_resources)
         .map_batches(ScoreActor, fn_constructor_kwargs={"job": job_dict, "out": out, "threads": threads},
                      batch_size=job.batch_size, compute=ray.data.ActorPoolStrategy(size=job.actors),
                      num_cpus=job.cpus_per_actor, num_gpus=job.gpus_per_actor)

@@ -34,7 +34,8 @@ def server():
     """The Gradio app on 127.0.0.1, closed after the module's tests."""
     from app import ui
 
-    demo = ui.launch(host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    # fp32: the app tests compare the app's numbers with the core's reference path.
+    demo = ui.launch(host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True, precision="fp32")
     try:
         yield demo
     finally:

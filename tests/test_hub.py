@@ -278,7 +278,8 @@ def test_app_first_use_downloads_with_progress_and_starts_at_once(tmp_path: Path
     files = cvlface_repo(_cvlface_model())
     with HubServer({CVLFACE: files}) as hub:
         port = _free_port()
-        app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port)], env=_env(tmp_path, hub), cwd=ROOT,
+        app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--precision", "fp32"],
+                               env=_env(tmp_path, hub), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             began = time.monotonic()
@@ -311,8 +312,8 @@ def test_app_serves_the_users_own_weights(tmp_path: Path) -> None:
     weights = tmp_path / "mine.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
     port = _free_port()
-    app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--weights", str(weights),
-                            "--num-heads", "4"], env=_env(tmp_path, None, offline=True), cwd=ROOT,
+    app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--precision", "fp32", "--weights",
+                            str(weights), "--num-heads", "4"], env=_env(tmp_path, None, offline=True), cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         began, client = time.monotonic(), None
