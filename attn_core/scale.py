@@ -204,7 +204,7 @@ def decode_batch(batch: dict[str, np.ndarray], all_faces: bool, on_no_face: str)
 class ScoreActor:
     """One loaded backbone per actor; scores the aligned rows of each batch, passes error rows through."""
 
-    def __init__(self, job: dict[str, Any], out: str, threads: int = 0) -> None:
+    def __init__(self, job: dict[str, Any], out: str, identity: dict[str, Any], threads: int = 0) -> None:
         if threads:
             import torch
 
@@ -212,7 +212,7 @@ class ScoreActor:
         options = ScoreOptions(**job.pop("options"))
         self.job = RayJob(**job, options=options)
         self.model = self.job.model()
-        self.identity = job_identity(self.job, self.model)
+        self.identity = identity  # computed once on the driver (hashing the weights file again per actor is waste)
         self.out = out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -372,7 +372,8 @@ def run(inputs: list[str], out: str, job: RayJob = RayJob(), *, address: str | N
         # the scoring actors (measured: 0.69x the local engine with 1 actor, decoding and scoring taking turns).
         .map_batches(decode_batch, fn_kwargs={"all_faces": job.all_faces, "on_no_face": job.on_no_face},
                      batch_size=16, ray_remote_args_fn=_decode_task_resources)
-        .map_batches(ScoreActor, fn_constructor_kwargs={"job": job_dict, "out": out, "threads": threads},
+        .map_batches(ScoreActor, fn_constructor_kwargs={"job": job_dict, "out": out, "identity": identity,
+                                                          "threads": threads},
                      batch_size=job.batch_size, compute=ray.data.ActorPoolStrategy(size=job.actors),
                      num_cpus=job.cpus_per_actor, num_gpus=job.gpus_per_actor)
     )

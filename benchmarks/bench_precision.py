@@ -17,11 +17,11 @@ import argparse
 import numpy as np
 import torch
 
+from bench_options import example_crops
 from bench_scoring import needed_flops
-from common import ROOT, header, interleaved, load_average, matmul_rate, pick_device, ratio, table
+from common import header, interleaved, load_average, matmul_rate, pick_device, ratio, table
 
 from attn_core.backbone import load_backbone
-from attn_core.faces import extract_faces
 from attn_core.quality import LOW_PRECISION_DTYPES, cpu_has_fast_bf16, micro_batch_size, score_faces
 
 # The ViT-S shape of the method's release, the insightface ViT-T shape, and our default backbone's shape.
@@ -30,8 +30,7 @@ DEFAULT_ROUNDS = {1: 20, 8: 7, 64: 5, 256: 3}
 
 
 def crops(batch: int) -> np.ndarray:
-    paths = sorted((ROOT / "assets" / "examples").glob("*.*"))
-    faces = np.stack([extract_faces(p, on_no_face="center_crop")[0].aligned for p in paths])
+    faces = example_crops()  # the bundled example photos, detected and aligned
     return faces[np.arange(batch) % len(faces)]
 
 

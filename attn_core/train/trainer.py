@@ -253,16 +253,16 @@ def teacher_targets(config: TrainConfig, cache: FaceCache, teacher=None, progres
         if len(targets) == len(cache.labels):
             return targets
     if teacher is None:
-        from attn_core.distill import DlibTeacher, find_teacher_model
+        from attn_core.distill import DlibTeacher, find_teacher_model, teacher_center
 
         try:
             model_path = find_teacher_model(config.teacher_model or None)
         except (FileNotFoundError, ImportError) as error:
             raise ValueError(f"--distill-weight needs dlib's face recogniser: {error} (pip install "
                              f"\"attn-fiqa[distill]\", or pass --teacher-model FILE.dat).") from None
-        raw = DlibTeacher(model_path, pad=TEACHER_PAD)
         sample = cache.aligned[:: max(1, len(cache.aligned) // 2000)]
-        teacher = DlibTeacher(model_path, pad=TEACHER_PAD, center=raw.raw_descriptors(sample).mean(axis=0))
+        center = teacher_center(DlibTeacher(model_path, pad=TEACHER_PAD), sample)
+        teacher = DlibTeacher(model_path, pad=TEACHER_PAD, center=center)
     from tqdm import tqdm
 
     chunks = [teacher.embed(cache.aligned[i:i + 256])
