@@ -13,38 +13,32 @@ The public names load lazily, so ``import attn_core`` stays cheap until one is u
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-_PUBLIC = {
-    "create_model": "attn_core.api",
-    "FaceQualityModel": "attn_core.api",
-    "ScoreOptions": "attn_core.api",
-    "QualityResult": "attn_core.quality",
-    "AttentionCapture": "attn_core.capture",
-    "list_backbones": "attn_core.registry",
-    "extract_faces": "attn_core.faces",
-    "degrade": "attn_core.degrade",
-    "show_map_on_image": "attn_core.render",
-}
-__all__ = sorted(_PUBLIC)
+__all__ = ["AttentionCapture", "FaceQualityModel", "QualityResult", "ScoreOptions", "create_model", "degrade",
+           "extract_faces", "list_backbones", "show_map_on_image"]
 
 if TYPE_CHECKING:
-    from attn_core.api import FaceQualityModel, ScoreOptions, create_model
-    from attn_core.capture import AttentionCapture
-    from attn_core.degrade import degrade
-    from attn_core.faces import extract_faces
-    from attn_core.quality import QualityResult
-    from attn_core.registry import list_backbones
-    from attn_core.render import show_map_on_image
+    from attn_core.faces import degrade, extract_faces
+    from attn_core.scoring import AttentionCapture, FaceQualityModel, QualityResult, ScoreOptions, create_model
+    from attn_core.viz import show_map_on_image
+    from attn_core.zoo import list_backbones
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: resolve a public name on first use
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'attn_core' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:  # PEP 562: a public name is imported on first use, so `import attn_core` is cheap
+    if name in ("AttentionCapture", "FaceQualityModel", "QualityResult", "ScoreOptions", "create_model"):
+        from attn_core import scoring as home
+    elif name in ("degrade", "extract_faces"):
+        from attn_core import faces as home
+    elif name == "list_backbones":
+        from attn_core import zoo as home
+    elif name == "show_map_on_image":
+        from attn_core import viz as home
+    else:
+        raise AttributeError(f"module 'attn_core' has no attribute {name!r}")
+    value = getattr(home, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

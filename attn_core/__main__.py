@@ -1,5 +1,5 @@
 import sys
 
-from attn_core.cli import main
+from attn_core.cli.main import main
 
 sys.exit(main())

@@ -14,12 +14,11 @@ import statistics
 import time
 
 import torch
-
 from common import ROOT, header, load_average, percentile, pick_device, table
 
-from attn_core.api import FaceQualityModel
 from attn_core.faces import extract_faces, load_image
-from attn_core.render import crop_overlay, photo_overlay
+from attn_core.scoring.model import FaceQualityModel
+from attn_core.viz import crop_overlay, photo_overlay
 
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.*"))
 

@@ -12,10 +12,9 @@ import argparse
 import time
 
 import torch
-
 from common import ROOT, header, load_average, pick_device, table
 
-from attn_core.api import FaceQualityModel
+from attn_core.scoring.model import FaceQualityModel
 
 
 def main() -> None:

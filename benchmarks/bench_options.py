@@ -14,12 +14,20 @@ import argparse
 import time
 
 import numpy as np
+from common import (
+    MODELS,
+    ROOT,
+    header,
+    interleaved,
+    load_average,
+    pick_device,
+    ratio,
+    table,
+)
 
-from common import MODELS, ROOT, header, interleaved, load_average, pick_device, ratio, table
-
-from attn_core.backbone import load_backbone
 from attn_core.faces import extract_faces
-from attn_core.quality import score_faces
+from attn_core.scoring.quality import score_faces
+from attn_core.zoo.backbone import load_backbone
 
 
 def example_crops() -> np.ndarray:

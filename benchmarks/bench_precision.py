@@ -16,13 +16,25 @@ import argparse
 
 import numpy as np
 import torch
-
 from bench_options import example_crops
 from bench_scoring import needed_flops
-from common import header, interleaved, load_average, matmul_rate, pick_device, ratio, table
+from common import (
+    header,
+    interleaved,
+    load_average,
+    matmul_rate,
+    pick_device,
+    ratio,
+    table,
+)
 
-from attn_core.backbone import load_backbone
-from attn_core.quality import LOW_PRECISION_DTYPES, cpu_has_fast_bf16, micro_batch_size, score_faces
+from attn_core.scoring.quality import (
+    LOW_PRECISION_DTYPES,
+    cpu_has_fast_bf16,
+    micro_batch_size,
+    score_faces,
+)
+from attn_core.zoo.backbone import load_backbone
 
 # The ViT-S shape of the method's release, the insightface ViT-T shape, and our default backbone's shape.
 SHAPES = ("cvlface-vit-s-adaface", "insightface-vit-t", "attnfiqa-vit-t")

@@ -30,8 +30,8 @@ def main() -> None:
 
     import ray
 
-    from attn_core.cli import main as cli
-    from attn_core.scale import RayJob, run
+    from attn_core.batch.ray_engine import RayJob, run
+    from attn_core.cli.main import main as cli
 
     work = Path(tempfile.mkdtemp(prefix="attn_fiqa_bench_ray_"))
     examples = sorted((ROOT / "assets" / "examples").glob("*.*"))

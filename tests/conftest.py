@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile  # noqa: E402
 
 import pytest
-
-import tempfile  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Tests never touch the internet nor the user's caches: offline, with every cache in a temporary folder that is
@@ -40,3 +39,24 @@ def server():
         yield demo
     finally:
         demo.close()
+
+
+class _Counter:
+    count = 0
+
+
+@pytest.fixture
+def forward_passes(monkeypatch):
+    """Counts the model's forward passes (every scoring path, the app's included, runs
+    ``attn_core.scoring.model.score_faces``): a spy, so the code under test keeps no counters of its own."""
+    import attn_core.scoring.model as model_module
+
+    counter = _Counter()
+    real = model_module.score_faces
+
+    def counting(*args, **kwargs):
+        counter.count += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "score_faces", counting)
+    return counter

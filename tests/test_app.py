@@ -20,13 +20,13 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from attn_core.api import FaceQualityModel, ScoreOptions  # noqa: E402
-from attn_core.degrade import DEGRADATIONS, degrade  # noqa: E402
-from attn_core.eval_commands import demo_identity_folder, run_eval  # noqa: E402
-from attn_core.evaluation import format_fmr  # noqa: E402
-from attn_core.matcher import cosine, get_matcher  # noqa: E402
-from attn_core.registry import DEFAULT_BACKBONE, get_spec, weights_available  # noqa: E402
-from attn_core.render import crop_overlay  # noqa: E402
+from attn_core.eval import demo_identity_folder, run_eval  # noqa: E402
+from attn_core.eval.edc import format_fmr  # noqa: E402
+from attn_core.eval.matcher import cosine, get_matcher  # noqa: E402
+from attn_core.faces.degradations import DEGRADATIONS, degrade  # noqa: E402
+from attn_core.scoring.model import FaceQualityModel, ScoreOptions  # noqa: E402
+from attn_core.viz import crop_overlay  # noqa: E402
+from attn_core.zoo.registry import DEFAULT_BACKBONE, get_spec, weights_available  # noqa: E402
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -106,41 +106,40 @@ def test_inspect_matches_core(client, tiny):
 
 
 def test_picker_labels_follow_a_download(monkeypatch):
-    from app import handlers
+    from app import models
 
-    spec = handlers.get_spec("cvlface-vit-b-adaface")
-    monkeypatch.setattr(handlers, "weights_available", lambda s: False)
-    monkeypatch.setattr(handlers, "downloadable", lambda s: True)
-    before = dict((value, label) for label, value in handlers.backbone_choices())[spec.name]
+    spec = models.get_spec("cvlface-vit-b-adaface")
+    monkeypatch.setattr(models, "weights_available", lambda s: False)
+    monkeypatch.setattr(models, "downloadable", lambda s: True)
+    before = dict((value, label) for label, value in models.backbone_choices())[spec.name]
     assert "downloaded on first use" in before
-    monkeypatch.setattr(handlers, "weights_available", lambda s: s.name == spec.name)  # the download happened
-    _, picker = handlers.after_score(spec.name, False)
+    monkeypatch.setattr(models, "weights_available", lambda s: s.name == spec.name)  # the download happened
+    _, picker = models.after_score(spec.name, False)
     labels = dict((value, label) for label, value in picker["choices"])
     assert "weights installed" in labels[spec.name] and picker["value"] == spec.name
 
 
 def test_launch_precision_reaches_every_model(monkeypatch):
-    from app import handlers
+    from app import models
 
-    monkeypatch.setitem(handlers._launch, "precision", "fp32")
-    handlers.set_precision("bf16")
-    model = handlers.load_model("test-face-vit-p8", True)
-    assert model.precision == "bf16"
+    monkeypatch.setitem(models._launch, "precision", "fp32")
+    models.set_precision("bf16")
+    model = models.load_model("test-face-vit-p8", True)
+    assert model.precision == "bf16" and models.serving_precision() == "bf16"
     (result,) = model.score_faces(np.zeros((1, 112, 112, 3), np.uint8))
-    assert result.precision == "bf16" and handlers._weights_text(result).endswith(", bf16")
+    assert result.precision == "bf16" and models.weights_text(result).endswith(", bf16")
     with pytest.raises(ValueError, match="Unknown precision"):
-        handlers.set_precision("int4")
+        models.set_precision("int4")
 
 
-def test_controls_rerender_without_a_forward_pass(client, tiny):
-    from app import handlers
-
+def test_controls_rerender_without_a_forward_pass(client, tiny, forward_passes):
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2), all_faces=True)  # the reference, before counting
+    (core0,) = tiny.score_image(PHOTO, ScoreOptions(block=0))
     _inspect(client)  # scored (or cached) once
-    before = handlers.forward_passes["count"]
+    before = forward_passes.count
     out = _inspect(client, api_name="/rerender", heads=[0, 2], aggregation="median", view=1, colormap="viridis",
                    opacity=0.7)
-    assert handlers.forward_passes["count"] == before
-    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2), all_faces=True)
+    assert forward_passes.count == before
     expected = base.with_options(heads=(0, 2), aggregation="median")
     assert out[8]["score"] == pytest.approx(expected.score, **FORWARD_TOL)
     assert out[8]["heads"] == [0, 2]
@@ -151,17 +150,16 @@ def test_controls_rerender_without_a_forward_pass(client, tiny):
     fixed = _inspect(client, api_name="/rerender", normalisation="fixed range", vmin=-1.0, vmax=1.0)
     assert np.array_equal(_png(fixed[2]), crop_overlay(base.face.aligned, base.patch_map, tiny.spec,
                                                        normalisation="fixed", value_range=(-1.0, 1.0)))
-    assert handlers.forward_passes["count"] == before
+    assert forward_passes.count == before
     # Another block needs a forward pass.
     block0 = _inspect(client, api_name="/rerender", block=0)
-    assert handlers.forward_passes["count"] > before
-    (core0,) = tiny.score_image(PHOTO, ScoreOptions(block=0))
+    assert forward_passes.count > before
     assert block0[8]["score"] == pytest.approx(core0.score, **FORWARD_TOL) and block0[8]["block"] == 0
 
 
 def test_prefix_tokens_all_or_patch_only(client):
     """A ViT with a class token: the token mode re-summarises the same forward pass."""
-    from attn_core.registry import TIMM_TEST_MODEL
+    from attn_core.zoo.registry import TIMM_TEST_MODEL
 
     name = f"timm:{TIMM_TEST_MODEL}"
     (base,) = FaceQualityModel(name, random_init=True).score_image(PHOTO, all_faces=True)
@@ -173,22 +171,21 @@ def test_prefix_tokens_all_or_patch_only(client):
 
 
 def test_default_backbone_uses_installed_weights_else_online_else_says_why(monkeypatch):
-    from app import handlers
-    from attn_core.hub import check_reachable
-    from attn_core.registry import ONLINE_DEFAULT
+    from app import models
+    from attn_core.zoo import ONLINE_DEFAULT, check_reachable
 
-    monkeypatch.setattr(handlers, "installed_default", lambda: "cvlface-vit-s-adaface")
-    assert handlers.startup_state() == handlers.Startup("cvlface-vit-s-adaface", False, None)
+    monkeypatch.setattr(models, "installed_default", lambda: "cvlface-vit-s-adaface")
+    assert models.startup_state() == models.Startup("cvlface-vit-s-adaface", False, None)
 
     # Nothing installed, the Hub answers: the method's ViT-B, downloaded on first use (tests/test_hub.py does it).
-    monkeypatch.setattr(handlers, "installed_default", lambda: None)
-    monkeypatch.setattr(handlers, "check_reachable", lambda repo: None)
-    assert handlers.startup_state() == handlers.Startup(ONLINE_DEFAULT, False, None)
+    monkeypatch.setattr(models, "installed_default", lambda: None)
+    monkeypatch.setattr(models, "check_reachable", lambda repo: None)
+    assert models.startup_state() == models.Startup(ONLINE_DEFAULT, False, None)
 
     # Nothing installed, offline: the banner gives the exact reason and only options that exist.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(handlers, "check_reachable", check_reachable)  # the real one: it reads HF_HUB_OFFLINE
-    startup = handlers.startup_state()
+    monkeypatch.setattr(models, "check_reachable", check_reachable)  # the real one: it reads HF_HUB_OFFLINE
+    startup = models.startup_state()
     assert startup.default_backbone == DEFAULT_BACKBONE and not startup.default_random
     assert "offline mode is on (HF_HUB_OFFLINE=1)" in startup.missing_message
     assert "attn-fiqa app --weights FILE" in startup.missing_message and "attn-fiqa fetch" in startup.missing_message
@@ -317,10 +314,10 @@ def test_batch_ranks_reports_errors_and_writes_csv(client, tiny, tmp_path):
 
 
 def test_zip_limits(tmp_path):
-    from app import handlers
+    from app import uploads
 
-    many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(handlers.MAX_ZIP_MEMBERS + 1)})
-    inputs = handlers._collect([str(many)])
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(uploads.MAX_ZIP_MEMBERS + 1)})
+    inputs = uploads.collect_batch([str(many)])
     assert not inputs.files and "limit" in inputs.errors[0][1]
     shutil.rmtree(inputs.folder)
 
@@ -415,7 +412,7 @@ def test_evaluate_errors_are_plain_sentences(client, tmp_path):
 
 
 def test_cli_registers_app_command():
-    from attn_core.cli import build_parser
+    from attn_core.cli.main import build_parser
 
     args = build_parser().parse_args(["app"])
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
@@ -445,7 +442,7 @@ def test_errors_name_the_users_file_not_the_servers_upload_folder(client, tmp_pa
         _inspect(client, image=str(broken))
     message = str(caught.value)
     assert "my holiday.jpg" in message and "/gradio/" not in message
-    from app.handlers import public_message
+    from app.errors import public_message
 
     upload = os.path.join(tempfile.gettempdir(), "gradio", "ab" * 32, "me.jpg")
     assert public_message(f"Could not read {upload}: truncated") == "Could not read me.jpg: truncated"

@@ -48,12 +48,12 @@ def _score_text(page) -> str:
     return page.locator("#score").inner_text()
 
 
-def test_upload_score_switch_head_and_sweep(page):
-    from app import handlers
-    from attn_core.api import FaceQualityModel
-    from attn_core.registry import get_spec, weights_available
+def test_upload_score_switch_head_and_sweep(page, forward_passes):
+    from app import models
+    from attn_core.scoring.model import FaceQualityModel
+    from attn_core.zoo.registry import get_spec, weights_available
 
-    startup = handlers.startup_state()
+    startup = models.startup_state()
     random_weights = not weights_available(get_spec(startup.default_backbone))
     if random_weights:  # no face-trained weights here: opt in explicitly, as a user must
         page.locator("#random-weights input[type=checkbox]").check()
@@ -72,12 +72,12 @@ def test_upload_score_switch_head_and_sweep(page):
     assert "face(s) found" in page.locator("#faces-found").inner_text()
 
     # Selecting head 1 alone re-summarises the cached attention: new score, no new forward pass.
-    passes = handlers.forward_passes["count"]
+    passes = forward_passes.count
     head_one = expected.with_options(heads=(1,)).score
     page.locator("#heads").get_by_label("head 1", exact=True).check()
     page.wait_for_function(f"() => document.querySelector('#score').innerText.includes('Score {head_one:+.4f}')")
     assert "heads 1" in _score_text(page)
-    assert handlers.forward_passes["count"] == passes
+    assert forward_passes.count == passes
 
     page.get_by_role("tab", name="Degradation explorer").click()
     page.locator("#degrade-image input[type=file]").set_input_files(str(PHOTO))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from attn_core.api import ScoreOptions
-from attn_core.backbone import load_backbone
-from attn_core.cache import EvalCache, backbone_identity, file_digest, matcher_key, score_key, weights_identity
+from attn_core.digests import file_digest, weights_identity
+from attn_core.eval.cache import EvalCache, backbone_identity, matcher_key, score_key
+from attn_core.scoring.model import ScoreOptions
+from attn_core.zoo.backbone import load_backbone
 
 
 def test_file_digest_is_sha256_of_bytes(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attn_core.api import FaceQualityModel
-from attn_core.cli import main, overlay_name
-from attn_core.specs import ASSETS_DIR
+from attn_core.cli.main import main, overlay_name
+from attn_core.paths import ASSETS_DIR
+from attn_core.scoring.model import FaceQualityModel
 
 EXAMPLES = ASSETS_DIR / "examples"
 

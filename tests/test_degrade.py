@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from attn_core.degrade import DEGRADATIONS, degrade
+from attn_core.faces.degradations import DEGRADATIONS, degrade
 
 # docs/DESIGN.md 3: ArcFace 112x112 template (left eye, right eye, nose, left and right mouth corners).
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],

@@ -1,4 +1,4 @@
-"""The dlib teacher of ``attn-fiqa train run --distill-weight`` (attn_core.distill): the chip mapping and model lookup."""
+"""The dlib teacher of ``attn-fiqa train run --distill-weight`` (attn_core.train.teacher): the chip mapping and model lookup."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_core import distill
+from attn_core.train import teacher as distill
 
 
 def test_chip_mapping_is_deterministic_and_pads_the_crop() -> None:

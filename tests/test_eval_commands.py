@@ -17,14 +17,15 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from attn_core import eval_commands
-from attn_core.api import FaceQualityModel
-from attn_core.cli import main
-from attn_core.degrade import DEGRADATIONS, degrade
-from attn_core.evaluation import edc
+import attn_core.eval as eval_commands
+from attn_core.cli.main import main
+from attn_core.eval import measure
+from attn_core.eval.edc import edc
+from attn_core.eval.matcher import SFaceMatcher, get_matcher
 from attn_core.faces import extract_faces
-from attn_core.matcher import SFaceMatcher, get_matcher
-from attn_core.specs import ASSETS_DIR
+from attn_core.faces.degradations import DEGRADATIONS, degrade
+from attn_core.paths import ASSETS_DIR
+from attn_core.scoring.model import FaceQualityModel
 
 EXAMPLES = ASSETS_DIR / "examples"
 TINY = ["--backbone", "test-face-vit-p8", "--random-init", "--precision", "fp32"]
@@ -45,7 +46,7 @@ def identity_folder(tmp_path: Path) -> Path:
 def counted(monkeypatch) -> dict[str, int]:
     """Count faces SFace embeds and photos eval aligns."""
     counts = {"embedded": 0, "aligned": 0}
-    original_embed, original_extract = SFaceMatcher.embed, eval_commands.extract_faces
+    original_embed, original_extract = SFaceMatcher.embed, measure.extract_faces
 
     def embed(self, faces):
         result = original_embed(self, faces)
@@ -57,7 +58,7 @@ def counted(monkeypatch) -> dict[str, int]:
         return original_extract(*args, **kwargs)
 
     monkeypatch.setattr(SFaceMatcher, "embed", embed)
-    monkeypatch.setattr(eval_commands, "extract_faces", extract)
+    monkeypatch.setattr(measure, "extract_faces", extract)
     return counts
 
 

@@ -9,24 +9,22 @@ import cv2
 import numpy as np
 import pytest
 
-from attn_core.evaluation import (
+from attn_core.eval.edc import (
     DEFAULT_DISCARD,
     EDCCurve,
     angular_distance,
-    brightness,
     edc,
     edc_table_markdown,
     kendall,
-    make_pairs_from_folders,
     pair_quality,
     plot_edc,
     random_baseline,
-    read_pairs_csv,
     roc_auc,
-    sharpness_laplacian,
     spearman,
     threshold_at_fmr,
 )
+from attn_core.eval.measure import brightness, sharpness_laplacian
+from attn_core.eval.pairs import make_pairs_from_folders, read_pairs_csv
 
 # 20 pairs listed in ascending pair quality (q = 1..20). G = genuine, I = impostor.
 #   idx  q  kind dist      idx  q  kind dist

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attn_core import faces
+import attn_core.faces as faces
+import attn_core.faces.images
 from attn_core.faces import (
     ARCFACE_TEMPLATE,
     AlignedFace,
@@ -27,7 +28,7 @@ from attn_core.faces import (
     load_image,
     similarity_transform,
 )
-from attn_core.specs import ASSETS_DIR
+from attn_core.paths import ASSETS_DIR
 
 EXAMPLES = ASSETS_DIR / "examples"
 GRAY = 127
@@ -465,7 +466,7 @@ def test_bad_bytes_raise_image_load_error():
 def test_over_limit_image_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "huge_photo.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
-    monkeypatch.setattr(faces, "MAX_PIXELS", 500)
+    monkeypatch.setattr(attn_core.faces.images, "MAX_PIXELS", 500)
     with pytest.raises(ImageLoadError) as caught:
         load_image(path)
     assert "huge_photo.png" in str(caught.value) and "megapixel" in str(caught.value)
@@ -487,17 +488,16 @@ def test_example_assets_load_and_have_one_face():
 def test_large_photos_are_reduced_at_decoding(tmp_path) -> None:
     from PIL import Image as PILImage
 
-    from attn_core import faces as faces_module
     from attn_core.faces import extract_faces, load_image
 
-    photo = PILImage.open(faces_module.ASSETS_DIR / "examples" / "person_a_1.jpg").convert("RGB")
+    photo = PILImage.open(ASSETS_DIR / "examples" / "person_a_1.jpg").convert("RGB")
     scale = 6000 / max(photo.size)
     big = photo.resize((round(photo.width * scale), round(photo.height * scale)))
     for suffix in ("jpg", "png"):
         path = tmp_path / f"big.{suffix}"
         big.save(path)
         image = load_image(path)
-        assert max(image.shape[:2]) <= faces_module.DECODE_MAX_SIDE
+        assert max(image.shape[:2]) <= faces.DECODE_MAX_SIDE
         assert abs(image.shape[1] / image.shape[0] - big.width / big.height) < 0.01  # aspect kept
         (face,) = extract_faces(path)
         assert face.aligned.shape == (112, 112, 3) and face.num_faces == 1

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import attn_core
-from attn_core.cli import main
+from attn_core.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"
@@ -110,7 +110,7 @@ def test_a_malicious_pickle_never_runs(corpus: dict, capsys) -> None:
 
 
 def test_api_score_files_reports_and_continues(corpus: dict) -> None:
-    from attn_core.api import expand_paths
+    from attn_core.scoring.model import expand_paths
 
     model = attn_core.create_model("test-face-vit-p8", random_init=True, device="cpu")
     files, unreadable = expand_paths([corpus["folder"]])

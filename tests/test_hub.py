@@ -19,16 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from hub_server import HubServer
 from safetensors.torch import save, save_file
 
-from attn_core.api import FaceQualityModel
-from attn_core.backbone import load_backbone
-from attn_core.models.face_vit import FaceViT
-from attn_core.registry import ONLINE_DEFAULT, get_spec
-from hub_server import HubServer
+from attn_core.scoring.model import FaceQualityModel
+from attn_core.zoo.backbone import load_backbone
+from attn_core.zoo.face_vit import FaceViT
+from attn_core.zoo.registry import ONLINE_DEFAULT, get_spec
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

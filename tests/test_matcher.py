@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from attn_core import matcher as matcher_module
-from attn_core.degrade import degrade
-from attn_core.matcher import SFaceMatcher, cosine, get_matcher, sface_model_path
+from attn_core.eval import matcher as matcher_module
+from attn_core.eval.matcher import SFaceMatcher, cosine, get_matcher, sface_model_path
+from attn_core.faces.degradations import degrade
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "assets" / "examples"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from attn_core.cli import main
-from attn_core.output import read_rows
-from attn_core.specs import ASSETS_DIR
+from attn_core.batch.output import read_rows
+from attn_core.cli.main import main
+from attn_core.paths import ASSETS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ASSETS_DIR / "examples"

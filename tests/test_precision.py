@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from attn_core.api import FaceQualityModel, extract_faces
-from attn_core.degrade import DEGRADATIONS, degrade
+from attn_core.faces.degradations import DEGRADATIONS, degrade
+from attn_core.scoring.model import FaceQualityModel, extract_faces
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.*"))
 STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -93,7 +93,7 @@ def test_rows_record_their_precision_and_resume_refuses_another(tmp_path: Path) 
 
 
 def test_cli_default_is_auto(tmp_path: Path) -> None:
-    from attn_core.quality import auto_precision
+    from attn_core.scoring.quality import auto_precision
 
     out = tmp_path / "auto.csv"
     done = _score_cli(tmp_path, out)
@@ -102,8 +102,8 @@ def test_cli_default_is_auto(tmp_path: Path) -> None:
 
 
 def test_eval_cache_keeps_precisions_apart() -> None:
-    from attn_core.api import ScoreOptions
-    from attn_core.cache import score_key
+    from attn_core.eval.cache import score_key
+    from attn_core.scoring.model import ScoreOptions
 
     model = FaceQualityModel("test-face-vit-p8", random_init=True, device="cpu")
     assert score_key(model.backbone, ScoreOptions(), "bf16") != score_key(model.backbone, ScoreOptions(), "fp32")

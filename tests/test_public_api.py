@@ -30,7 +30,7 @@ def test_public_names_resolve_and_import_is_lazy() -> None:
 
 
 def test_from_module_face_vit_equals_the_checkpoint_path(tmp_path: Path) -> None:
-    from attn_core.models.face_vit import FaceViT
+    from attn_core.zoo.face_vit import FaceViT
 
     torch.manual_seed(1)
     model = FaceViT(patch_size=8, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, out_dim=16).eval()
@@ -66,8 +66,8 @@ def test_from_module_refuses_what_it_cannot_read() -> None:
 
 
 def test_show_map_on_image_takes_everything_from_the_result() -> None:
-    from attn_core.registry import get_spec
-    from attn_core.render import crop_overlay, photo_overlay
+    from attn_core.viz import crop_overlay, photo_overlay
+    from attn_core.zoo.registry import get_spec
 
     model = attn_core.create_model("test-face-vit-p9", random_init=True, device="cpu")  # 9-px: 108 of 112 covered
     (result,) = model.score_image(PHOTO)

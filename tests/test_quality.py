@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from attn_core.backbone import load_backbone
-from attn_core.capture import AttentionCapture
-from attn_core.quality import score_faces
 from reference import expected_from_logits, face_vit_logits, preprocess, timm_logits
+
+from attn_core.scoring.capture import AttentionCapture
+from attn_core.scoring.quality import score_faces
+from attn_core.zoo.backbone import load_backbone
 
 FACE_VITS = ["test-face-vit-p8", "test-face-vit-p9"]
 
@@ -70,8 +70,8 @@ def test_registers_and_q_k_norm() -> None:
     """DINOv2 with 4 registers (5 prefix tokens), with q/k LayerNorm switched on: applied before the product."""
     import timm
 
-    from attn_core.backbone import Backbone
-    from attn_core.registry import get_spec
+    from attn_core.zoo.backbone import Backbone
+    from attn_core.zoo.registry import get_spec
 
     spec = get_spec("vit_small_patch14_reg4_dinov2.lvd142m")
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def test_embedding_same_forward_is_l2_normalised(faces: np.ndarray) -> None:
 
 def test_full_logits_for_teaching(faces: np.ndarray) -> None:
     backbone = load_backbone("test-face-vit-p8", random_init=True, seed=2, device="cpu")
-    from attn_core.capture import run_to_qkv
+    from attn_core.scoring.capture import run_to_qkv
 
     with torch.inference_mode(), AttentionCapture(backbone.blocks, [2]) as capture:
         run_to_qkv(backbone, backbone.preprocess(faces), 2)

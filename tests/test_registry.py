@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from attn_core.registry import BackboneNotAvailable, get_spec, list_backbones, resolve_default
+from attn_core.zoo.registry import (
+    BackboneNotAvailable,
+    get_spec,
+    list_backbones,
+    resolve_default,
+)
 
 # name: (patch, grid, dim, depth, heads, mlp_ratio) straight from docs/DESIGN.md 2.1
 TABLE = {
@@ -60,7 +65,7 @@ def test_list_has_every_family() -> None:
 
 
 def test_default_without_face_weights_says_how_to_add_one(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("attn_core.registry.ASSETS_DIR", tmp_path)
+    monkeypatch.setattr("attn_core.zoo.registry.ASSETS_DIR", tmp_path)
     monkeypatch.setenv("ATTN_FIQA_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     import huggingface_hub.constants as constants

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attn_core.registry import get_spec
-from attn_core.render import colorize, crop_overlay, head_grid, map_to_crop, normalise_maps, overlay
+from attn_core.viz import (
+    colorize,
+    crop_overlay,
+    head_grid,
+    map_to_crop,
+    normalise_maps,
+    overlay,
+)
+from attn_core.zoo.registry import get_spec
 
 
 def test_nine_pixel_grid_covers_top_left_108() -> None:
@@ -69,7 +76,7 @@ def test_importing_the_renderer_leaves_the_matplotlib_backend_alone() -> None:
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import attn_core.render as r, numpy as np; "
+    code = ("import matplotlib; matplotlib.use('svg'); import attn_core.viz as r, numpy as np; "
             "r.figure_to_array(r.patch_map_figure(np.zeros((3, 3)))); print(matplotlib.get_backend())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "svg"

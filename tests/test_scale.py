@@ -20,8 +20,15 @@ ray = pytest.importorskip("ray", reason='the scale-out engine needs pip install 
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from attn_core.cli import main  # noqa: E402
-from attn_core.scale import RayJob, ScaleError, done_paths, list_inputs, read_results, run  # noqa: E402
+from attn_core.batch.ray_engine import (  # noqa: E402
+    RayJob,
+    ScaleError,
+    done_paths,
+    list_inputs,
+    read_results,
+    run,
+)
+from attn_core.cli.main import main  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 TINY = ["--backbone", "test-face-vit-p8", "--random-init", "--precision", "fp32"]
@@ -111,7 +118,7 @@ def test_resume_scores_only_what_an_interrupted_run_left(local_cluster, corpus: 
     with pytest.raises(ScaleError, match="already holds results; pass --resume"):
         run([str(corpus["folder"])], str(out), JOB, progress=False)
     with pytest.raises(ScaleError, match=r"other options \(aggregation 'mean' -> 'median'\)"):
-        from attn_core.api import ScoreOptions
+        from attn_core.scoring.model import ScoreOptions
 
         run([str(corpus["folder"])], str(out), RayJob(**{**JOB.__dict__, "options": ScoreOptions(aggregation="median")}),
             resume=True, progress=False)

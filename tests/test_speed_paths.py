@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from attn_core import quality
-from attn_core.api import FaceQualityModel, ScoreOptions
-from attn_core.backbone import load_backbone
-from attn_core.quality import micro_batch_size, score_faces
+from attn_core.scoring import quality
+from attn_core.scoring.model import FaceQualityModel, ScoreOptions
+from attn_core.scoring.quality import micro_batch_size, score_faces
+from attn_core.zoo.backbone import load_backbone
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.*"))
 MODELS = ["test-face-vit-p8", "test-face-vit-p9", "timm:test_vit.r160_in1k"]
@@ -93,7 +93,7 @@ def test_unknown_precision_is_refused(faces: np.ndarray) -> None:
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    from attn_core.quality import auto_precision, resolve_precision
+    from attn_core.scoring.quality import auto_precision, resolve_precision
 
     monkeypatch.setattr(quality, "cpu_has_fast_bf16", lambda: True)
     assert auto_precision("cpu") == resolve_precision("auto", "cpu") == "bf16"

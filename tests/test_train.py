@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from attn_core.backbone import load_backbone
-from attn_core.quality import score_faces
+from attn_core.scoring.quality import score_faces
 from attn_core.train.data import (
     ALIGNED,
     OFFSET,
@@ -25,7 +24,16 @@ from attn_core.train.data import (
     split_of,
 )
 from attn_core.train.losses import MarginHead
-from attn_core.train.trainer import ModelConfig, TrainConfig, as_quality_model, export, read_log, train, verification
+from attn_core.train.trainer import (
+    ModelConfig,
+    TrainConfig,
+    as_quality_model,
+    export,
+    read_log,
+    train,
+    verification,
+)
+from attn_core.zoo.backbone import load_backbone
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
@@ -218,7 +226,11 @@ def test_dinov2_face_initialisation_folds_the_normalisation_and_resamples() -> N
     embeds ImageNet-normalised pixels (at patch 14), keeps only the first blocks and resamples grid and patch."""
     import timm
 
-    from attn_core.train.pretrained import IMAGENET_MEAN, IMAGENET_STD, face_init_from_dinov2
+    from attn_core.train.pretrained import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        face_init_from_dinov2,
+    )
 
     torch.manual_seed(0)
     source = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=112, num_classes=0,
@@ -295,7 +307,7 @@ def test_distillation_is_a_regulariser_of_the_one_trainer(tiny_cache: Path, tmp_
 
 def test_dlib_teacher_targets_when_dlib_is_installed(tiny_cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("dlib", reason="the distill extra (dlib) is not installed")
-    from attn_core.distill import find_teacher_model
+    from attn_core.train.teacher import find_teacher_model
     from attn_core.train.trainer import teacher_targets
 
     try:

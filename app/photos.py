@@ -1,0 +1,117 @@
+"""Photos and their scores, cached: a control change re-summarises cached attention statistics and never
+decodes, detects or runs the model again. The photo cache is bounded by memory and by count; it is keyed by the
+photo's content, so the same bytes uploaded under another temporary name hit it."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cachetools
+
+from app.errors import log
+from app.models import load_model, serving_precision
+from attn_core import QualityResult, ScoreOptions, extract_faces
+from attn_core.digests import file_digest
+from attn_core.faces import IMAGE_SUFFIXES, AlignedFace
+from attn_core.paths import ASSETS_DIR
+
+EXAMPLES_DIR = ASSETS_DIR / "examples"
+# Every face of up to PHOTO_CACHE_COUNT photos, and at most PHOTO_CACHE_BYTES of decoded pixels (a photo is kept
+# at up to attn_core.faces.DECODE_MAX_SIDE on its long side: about 20 MB for a 3000x2250 photo).
+PHOTO_CACHE_BYTES = 512 * 2**20
+PHOTO_CACHE_COUNT = 32
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An uploaded photo, equal to another when the bytes are (the path is where this copy lies)."""
+
+    digest: str
+    path: str = field(compare=False)
+
+
+def _photo_bytes(results: tuple[QualityResult, ...]) -> int:
+    """What a cached photo costs: its pixels (shared by its faces) and each face's crop and maps; at least a
+    PHOTO_CACHE_COUNT-th of the budget, so the count bound holds too."""
+    pixels = {id(r.face.image): r.face.image.nbytes for r in results if r.face is not None and r.face.image is not None}
+    per_face = sum(r.face.aligned.nbytes + r.head_maps.nbytes + r.patch_map.nbytes for r in results if r.face is not None)
+    return max(sum(pixels.values()) + per_face, PHOTO_CACHE_BYTES // PHOTO_CACHE_COUNT)
+
+
+_photo_cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=PHOTO_CACHE_BYTES, getsizeof=_photo_bytes)
+
+
+def image_path(image: Any) -> str:
+    if isinstance(image, dict):  # gradio_client FileData / ImageData payloads
+        image = image.get("path") or image.get("url")
+    if not image:
+        raise ValueError("Add a photo first: upload one, use the webcam, paste one, or click an example face.")
+    return str(image)
+
+
+def score_photo(image: Any, backbone: str, random_weights: bool, block: int, centre_crop: bool) -> list[QualityResult]:
+    """Every face of the photo scored at ``block`` (default options), cached: control changes re-summarise these."""
+    path = image_path(image)
+    model = load_model(backbone, random_weights)
+    index = model.backbone.block_index(int(block))
+    return list(_scored_photo(Photo(file_digest(path), path), backbone, bool(random_weights), index, bool(centre_crop),
+                              serving_precision()))
+
+
+@cachetools.cached(_photo_cache, lock=threading.Lock())
+def _scored_photo(photo: Photo, backbone: str, random_weights: bool, block_index: int, centre_crop: bool,
+                  precision: str) -> tuple[QualityResult, ...]:
+    model = load_model(backbone, random_weights)
+    on_no_face = "center_crop" if centre_crop else "error"
+    return tuple(model.score_image(photo.path, ScoreOptions(block=block_index), all_faces=True, on_no_face=on_no_face))
+
+
+@functools.lru_cache(maxsize=1)
+def example_faces() -> tuple[tuple[str, AlignedFace], ...]:
+    """The bundled example photos, detected and aligned once (largest face of each)."""
+    faces = []
+    for path in example_paths():
+        try:
+            faces.append((path.name, extract_faces(path)[0]))
+        except ValueError:
+            log.warning("example %s has no detectable face; left out of the score context", path)
+    return tuple(faces)
+
+
+def example_paths() -> list[Path]:
+    return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def example_results(backbone: str, random_weights: bool, block: int) -> list[tuple[str, QualityResult]]:
+    """The example set scored once per (backbone as listed, weights, block); callers re-summarise for their options."""
+    model = load_model(backbone, random_weights)
+    return list(_example_results(backbone, bool(random_weights), model.backbone.block_index(int(block)),
+                                 serving_precision()))
+
+
+@functools.lru_cache(maxsize=16)
+def _example_results(backbone: str, random_weights: bool, block_index: int, precision: str
+                     ) -> tuple[tuple[str, QualityResult], ...]:
+    model = load_model(backbone, random_weights)
+    named = example_faces()
+    results = model.score_aligned([face for _, face in named], ScoreOptions(block=block_index))
+    return tuple((name, result) for (name, _), result in zip(named, results))
+
+
+def _heads(heads: Sequence[int] | None) -> tuple[int, ...] | None:
+    if not heads:
+        return None
+    return tuple(sorted(int(h) for h in heads))
+
+
+def option_values(heads, aggregation: str, tokens: str) -> dict:
+    return {"heads": _heads(heads), "aggregation": aggregation or "mean", "tokens": tokens or "all"}
+
+
+def largest_face(image, backbone, random_weights, block, centre_crop, options) -> QualityResult:
+    return score_photo(image, backbone, random_weights, block, centre_crop)[0].with_options(**options)

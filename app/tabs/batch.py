@@ -1,0 +1,105 @@
+"""Batch and rank: many photos or zips of photos scored with the backbone and Inspect settings, ranked best first,
+the extremes shown with their maps, and a CSV to download; a file that cannot be scored is a row with its reason."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.errors import public_message, user_errors
+from app.models import load_model, weights_warning
+from app.photos import option_values
+from app.pictures import png_file
+from app.tabs.inspect import InspectControls
+from app.uploads import (
+    MAX_BATCH_FILES,
+    MAX_ZIP_MEMBERS,
+    MAX_ZIP_TOTAL_BYTES,
+    collect_batch,
+)
+from attn_core import QualityResult, ScoreOptions
+from attn_core.faces import IMAGE_SUFFIXES
+from attn_core.viz import crop_overlay
+
+GALLERY_SIZE = 4  # lowest / highest faces shown in the batch tab
+BATCH_HEADERS = ["file", "score", "faces found", "error"]
+
+
+@user_errors
+def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool = False, block: int = -1,
+          heads: list[int] | None = None, aggregation: str = "mean", tokens: str = "all", colormap: str = "jet",
+          opacity: float = 0.4, centre_crop: bool = False):
+    """Score many images or zips: a table sorted by score (best first), the extremes with overlays, and a CSV."""
+    if not files:
+        raise ValueError("Add some image files or a zip of images first.")
+    model = load_model(backbone, random_weights)
+    block_index = model.backbone.block_index(int(block))
+    options = ScoreOptions(block=block_index, **option_values(heads, aggregation, tokens))
+    inputs = collect_batch(files)
+    try:
+        shown_by_path = {path: shown for shown, path in inputs.files}
+        scored: list[tuple[str, QualityResult]] = []
+        failed: list[tuple[str, str]] = list(inputs.errors)
+        on_no_face = "center_crop" if centre_crop else "error"
+        for item in model.score_files([path for _, path in inputs.files], options, batch_size=16,
+                                      on_no_face=on_no_face):
+            shown = shown_by_path.get(item.path, item.path.name)
+            if item.ok:
+                scored.append((shown, item.result))
+            else:
+                failed.append((shown, item.error))
+    finally:
+        shutil.rmtree(inputs.folder, ignore_errors=True)
+    scored.sort(key=lambda pair: pair[1].score, reverse=True)
+    rows = [[shown, round(r.score, 6), r.face.num_faces, ""] for shown, r in scored]
+    rows += [[shown, None, None, public_message(error)] for shown, error in failed]
+
+    def pictures(pairs):
+        return [(png_file(crop_overlay(r.face.aligned, r.patch_map, model.spec, cmap=colormap, alpha=float(opacity))),
+                 f"{shown}: {r.score:+.4f}") for shown, r in pairs]
+
+    lowest = pictures(scored[::-1][:GALLERY_SIZE])
+    highest = pictures(scored[:GALLERY_SIZE])
+    csv_path = Path(tempfile.mkdtemp(prefix="attn_fiqa_csv_")) / "attn_fiqa_scores.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "weights_sha256", "precision",
+                         "block", "heads", "aggregation", "tokens"])
+        heads_text = "all" if options.heads is None else " ".join(map(str, options.heads))
+        for shown, score, faces, error in rows:
+            writer.writerow([shown, "" if score is None else f"{score:.6f}", "" if faces is None else faces, error,
+                             model.spec.name, model.backbone.weights_name, model.backbone.weights_sha256,
+                             model.precision, block_index, heads_text, options.aggregation,
+                             options.tokens])
+    summary = (f"Scored **{len(scored)}** face image(s); **{len(failed)}** could not be scored (see the error column). "
+               f"Sorted best first (higher = better)." + weights_warning(model, random_weights))
+    return {"headers": BATCH_HEADERS, "data": rows}, lowest, highest, str(csv_path), summary
+
+
+def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls: InspectControls) -> None:
+    """The Batch tab (inside an open ``gr.Tab``) and its events."""
+    gr.Markdown(f"Score many photos (or zips of photos: up to {MAX_ZIP_MEMBERS} files a zip and "
+                f"{MAX_ZIP_TOTAL_BYTES // 2**20} MiB unpacked in all; at most {MAX_BATCH_FILES} images a run) with "
+                f"the backbone above and the Inspect settings. A file that cannot be scored is a row with its reason.")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            batch_files = gr.File(file_count="multiple", label="Images or .zip", elem_id="batch-files",
+                                  file_types=sorted(IMAGE_SUFFIXES) + [".zip"])
+            batch_button = gr.Button("Score all", variant="primary", elem_id="batch")
+            batch_csv = gr.File(label="CSV download", interactive=False)
+        with gr.Column(scale=3):
+            batch_md = gr.Markdown()
+            batch_table = gr.Dataframe(headers=BATCH_HEADERS, label="Ranked (best first)", interactive=False, wrap=True)
+            with gr.Row():
+                lowest = gr.Gallery(label="Lowest scores", columns=2, height="auto", format="png")
+                highest = gr.Gallery(label="Highest scores", columns=2, elem_id="batch-highest", height="auto",
+                                     format="png")
+    model_inputs = [backbone, random_weights, controls.block, controls.heads, controls.aggregation, controls.tokens]
+    batch_button.click(batch, [batch_files] + model_inputs + [controls.colormap, controls.opacity, controls.centre_crop],
+                       [batch_table, lowest, highest, batch_csv, batch_md], api_name="batch", concurrency_limit=1)

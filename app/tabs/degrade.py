@@ -1,0 +1,151 @@
+"""The Degradation explorer: degrade the aligned face and watch the score and the map next to what an independent
+recogniser (SFace) loses; the sweep runs the same step as ``attn-fiqa sweep`` (``attn_core.eval.sweep_face``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import matplotlib
+from matplotlib.figure import Figure
+
+from app.errors import user_errors
+from app.models import load_model, weights_warning
+from app.photos import largest_face, option_values
+from app.pictures import png_file
+from app.tabs.inspect import InspectControls
+from app.widgets import examples, image_out, photo_input
+from attn_core import ScoreOptions
+from attn_core.eval import (
+    QualityMethod,
+    cosine,
+    crop_landmarks,
+    get_matcher,
+    sweep_face,
+)
+from attn_core.faces import DEGRADATIONS, degrade
+from attn_core.viz import crop_overlay, figure_to_array
+
+SWEEP_STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@user_errors
+def degrade_face(image: Any, degradation: str, strength: float, seed: int = 0, backbone: str = "",
+                 random_weights: bool = False, block: int = -1, heads: list[int] | None = None,
+                 aggregation: str = "mean", tokens: str = "all", colormap: str = "jet", opacity: float = 0.4,
+                 centre_crop: bool = False):
+    """Clean vs degraded aligned face: both maps (one shared colour range), both scores, and SFace similarity."""
+    if image is None:
+        return None, None, None, None, "", {}
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"Unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}.")
+    model = load_model(backbone, random_weights)
+    options = option_values(heads, aggregation, tokens)
+    clean = largest_face(image, backbone, random_weights, block, centre_crop, options)
+    damaged_crop = degrade(clean.face.aligned, degradation, float(strength), int(seed),
+                           landmarks=crop_landmarks(clean.face))  # occluders at this face's eyes / mouth, as the sweep
+    (damaged,) = model.score_faces(damaged_crop, ScoreOptions(block=clean.block, **options))
+    utility = float(cosine(*get_matcher("sface").embed([clean.face.aligned, damaged_crop])))
+    shared = (float(min(clean.patch_map.min(), damaged.patch_map.min())),
+              float(max(clean.patch_map.max(), damaged.patch_map.max())))
+    render = {"cmap": colormap, "alpha": float(opacity), "normalisation": "fixed", "value_range": shared}
+    clean_overlay = crop_overlay(clean.face.aligned, clean.patch_map, model.spec, **render)
+    damaged_overlay = crop_overlay(damaged_crop, damaged.patch_map, model.spec, **render)
+    threshold = getattr(get_matcher("sface"), "threshold", None)
+    same = "" if threshold is None else (
+        f" (OpenCV's same-person threshold is {threshold}: {'still matches' if utility >= threshold else 'no longer matches'})")
+    label = DEGRADATIONS[degradation].label
+    summary = (
+        f"### {label} at strength {float(strength):.2f}\n"
+        f"| | clean | degraded | change |\n|---|---|---|---|\n"
+        f"| attention score (higher = better) | {clean.score:+.4f} | {damaged.score:+.4f} | "
+        f"{damaged.score - clean.score:+.4f} |\n"
+        f"| recognition utility: SFace cosine to the clean face | 1.000 | {utility:.3f} | {utility - 1:+.3f} |\n\n"
+        f"SFace (OpenCV Zoo, a separate CNN recogniser) measures what recognition loses{same}. If the attention "
+        f"score follows it, the quality score tracks recognition utility. Maps share one colour range."
+        + weights_warning(model, random_weights)
+    )
+    details = {"degradation": degradation, "strength": float(strength), "seed": int(seed), "clean_score": clean.score,
+               "degraded_score": damaged.score, "sface_cosine": utility}
+    pictures = [png_file(p) for p in (clean.face.aligned, clean_overlay, damaged_crop, damaged_overlay)]
+    return (*pictures, summary, details)
+
+
+@user_errors
+def sweep(image: Any, seed: int = 0, backbone: str = "", random_weights: bool = False, block: int = -1,
+          heads: list[int] | None = None, aggregation: str = "mean", tokens: str = "all", centre_crop: bool = False):
+    """Score and SFace utility against strength for every degradation, in one figure (one batched forward)."""
+    if image is None:
+        return None, {}
+    model = load_model(backbone, random_weights)
+    options = option_values(heads, aggregation, tokens)
+    clean = largest_face(image, backbone, random_weights, block, centre_crop, options)
+    # The same sweep step as `attn-fiqa sweep` and the training validity log (attn_core.eval.sweep_face).
+    method = QualityMethod("score", model, ScoreOptions(block=clean.block, **options))
+    measured = sweep_face(clean.face, [method], get_matcher("sface"), list(DEGRADATIONS), SWEEP_STRENGTHS, int(seed))
+    table: dict[str, dict[str, list[float]]] = {
+        name: {"strength": [0.0], "score": [float(measured.scores["score"][0])], "sface_cosine": [1.0]}
+        for name in DEGRADATIONS
+    }
+    for (name, strength), score, utility in zip(measured.variants[1:], measured.scores["score"][1:],
+                                                measured.utility[1:]):
+        table[name]["strength"].append(strength)
+        table[name]["score"].append(float(score))
+        table[name]["sface_cosine"].append(float(utility))
+
+    figure = Figure(figsize=(11, 4.2), dpi=100)  # no pyplot: handlers run in worker threads
+    left, right = figure.subplots(1, 2)
+    colours = matplotlib.colormaps["tab10"]
+    for number, (name, curve) in enumerate(table.items()):
+        style = {"color": colours(number % 10), "marker": "o", "markersize": 3, "label": DEGRADATIONS[name].label}
+        left.plot(curve["strength"], curve["score"], **style)
+        right.plot(curve["strength"], curve["sface_cosine"], **style)
+    left.set(xlabel="strength", ylabel="attention score (higher = better)",
+             title=f"{model.spec.name}" + (" (random weights)" if random_weights else ""))
+    right.set(xlabel="strength", ylabel="SFace cosine to the clean face", title="recognition utility (SFace)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.title.set_fontsize(10)
+    right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.tight_layout()
+    return png_file(figure_to_array(figure)), table
+
+
+def degradation_choices() -> list[tuple[str, str]]:
+    return [(d.label, d.name) for d in DEGRADATIONS.values()]
+
+
+def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls: InspectControls) -> None:
+    """The Degradation explorer tab (inside an open ``gr.Tab``) and its events."""
+    gr.Markdown("Degrade the aligned face and watch the score and the map, next to what a separate recogniser (SFace) "
+                "loses. Uses the backbone above and the block / heads / aggregation / tokens / colormap set in *Inspect*.")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            degrade_image = photo_input("Face photo", "degrade-image")
+            examples(degrade_image)
+            degradation = gr.Dropdown(degradation_choices(), value="gaussian_blur", label="Degradation",
+                                      elem_id="degradation")
+            strength = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Strength (0 = clean)")
+            seed = gr.Number(0, precision=0, label="Seed (noise, direction, patch position)")
+            sweep_button = gr.Button("Sweep every degradation", variant="primary", elem_id="sweep")
+        with gr.Column(scale=3):
+            with gr.Row():
+                clean_img = image_out("Clean", height=200)
+                clean_map = image_out("Clean map", height=200)
+                degraded_img = image_out("Degraded", elem_id="degraded", height=200)
+                degraded_map = image_out("Degraded map", height=200)
+            degrade_md = gr.Markdown(elem_id="degrade-summary", latex_delimiters=[])
+            sweep_plot = image_out("Score and recognition utility against strength", elem_id="sweep-plot",
+                                   show_label=False)
+            with gr.Accordion("Raw numbers", open=False):
+                degrade_json = gr.JSON(label="degradation")
+                sweep_json = gr.JSON(label="sweep")
+
+    model_inputs = [backbone, random_weights, controls.block, controls.heads, controls.aggregation, controls.tokens]
+    gr.on([degrade_image.change, degradation.input, strength.release, seed.input], degrade_face,
+          [degrade_image, degradation, strength, seed] + model_inputs + [controls.colormap, controls.opacity,
+                                                                         controls.centre_crop],
+          [clean_img, clean_map, degraded_img, degraded_map, degrade_md, degrade_json], api_name="degrade",
+          trigger_mode="always_last", preprocess=False)
+    sweep_button.click(sweep, [degrade_image, seed] + model_inputs + [controls.centre_crop], [sweep_plot, sweep_json],
+                       api_name="sweep", concurrency_limit=1, preprocess=False)

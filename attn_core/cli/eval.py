@@ -1,0 +1,185 @@
+"""``attn-fiqa eval`` and ``attn-fiqa sweep``: the command lines over :func:`attn_core.eval.run_eval` and
+:func:`attn_core.eval.run_sweep`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from attn_core.eval.edc import ThresholdMode
+from attn_core.eval.evaluate import DEFAULT_FMRS, THRESHOLD_MODES, run_eval
+from attn_core.eval.measure import ProgressFn
+from attn_core.eval.sweep import DEFAULT_STRENGTHS, run_sweep
+from attn_core.scoring.model import ScoreOptions
+
+
+def _tqdm_progress(quiet: bool, description: str) -> tuple[ProgressFn, Callable[[], None]]:
+    """A progress callback drawing a tqdm bar, created on the first report (so early errors stay one line)."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def update(fraction: float, message: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=1000, desc=description, disable=quiet, file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}"))
+        bar = bars[0]
+        bar.update(max(0, int(fraction * 1000) - bar.n))
+        bar.set_postfix_str(message, refresh=True)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return update, close
+
+
+def _score_options(args: argparse.Namespace) -> ScoreOptions:
+    return ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
+
+
+def _parse_strengths(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--strengths takes numbers like '0,0.5,1', not {text!r}") from None
+
+
+def _parse_modes(values: list[str]) -> list[ThresholdMode]:
+    modes: list[ThresholdMode] = []
+    for value in values:
+        value = value.replace("-", "_")
+        for mode in (THRESHOLD_MODES if value == "both" else (value,)):
+            if mode not in modes:
+                modes.append(mode)  # type: ignore[arg-type]
+    return modes
+
+
+def _print_failures(failed: Sequence[tuple[Path, str]]) -> None:
+    for path, reason in failed:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+
+
+def _apply_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _apply_threads(args)
+    if (args.pairs is None) == (args.data is None):
+        raise ValueError("give either an identity folder (DATA) or --pairs CSV, not both or neither")
+    data = args.pairs or args.data
+    progress, close = _tqdm_progress(args.quiet, "eval")
+    try:
+        report = run_eval(
+            data, args.backbone or [""], args.matcher, args.out, weights=args.weights, device=args.device,
+            random_init=args.random_init, num_heads=args.num_heads, options=_score_options(args),
+            precision=args.precision, matcher_weights=args.matcher_weights, matcher_random_init=args.matcher_random_init,
+            allow_same_matcher=args.allow_same_matcher, fmrs=args.fmr, threshold_modes=_parse_modes(args.threshold_mode),
+            discard_step=args.discard_step, pauc_limit=args.pauc_limit, seed=args.seed,
+            impostors_per_genuine=args.impostors_per_genuine, random_repeats=args.random_repeats,
+            cache_dir=args.cache_dir, use_cache=not args.no_cache, batch_size=args.batch_size, progress=progress)
+    finally:
+        close()
+    print(f"Evaluated {report.n_pairs_used} of {report.n_pairs} pairs; {len(report.failed_files)} file(s) unusable, "
+          f"{report.n_pairs - report.n_pairs_used} pair(s) dropped. "
+          f"{report.embeddings_computed} embedding(s) and {report.scores_computed} score(s) computed "
+          f"(the rest from the cache).", file=sys.stderr)
+    _print_failures(report.failed_files)
+    for line in report.warnings + report.verdicts[:10]:
+        print(f"  {line}", file=sys.stderr)
+    if len(report.verdicts) > 10:
+        print(f"  ... {len(report.verdicts) - 10} more verdict(s) in {report.markdown_path.name}", file=sys.stderr)
+    print(f"Wrote {report.markdown_path}, {report.json_path} and {len(report.plot_paths)} plot(s) to {Path(args.out)}.",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    _apply_threads(args)
+    progress, close = _tqdm_progress(args.quiet, "sweep")
+    try:
+        report = run_sweep(
+            args.faces, args.backbone or [""], args.out, matcher=args.matcher, strengths=args.strengths,
+            degradations=args.degradations, seed=args.seed, failure_threshold=args.failure_threshold,
+            weights=args.weights, device=args.device, random_init=args.random_init, num_heads=args.num_heads,
+            options=_score_options(args), precision=args.precision, matcher_weights=args.matcher_weights,
+            matcher_random_init=args.matcher_random_init, allow_same_matcher=args.allow_same_matcher,
+            batch_size=args.batch_size, progress=progress)
+    finally:
+        close()
+    print(f"Swept {report.summary['faces']} face(s) x {len(report.summary['degradations'])} degradations x "
+          f"{len(report.summary['strengths'])} strengths; {len(report.failed_files)} file(s) skipped.", file=sys.stderr)
+    _print_failures(report.failed_files)
+    for line in report.summary["warnings"]:
+        print(f"  {line}", file=sys.stderr)
+    print(f"Wrote {report.markdown_path}, {report.json_path}, {report.csv_path} and {len(report.plot_paths)} plot(s).",
+          file=sys.stderr)
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    from attn_core.cli.options import add_backbone_arguments, add_score_options
+
+    add_backbone_arguments(parser, compile_option=False)
+    add_score_options(parser)
+    # Several quality models per run: --backbone and --weights repeat (same order); this replaces the shared
+    # single-valued options (the parser is created with conflict_handler="resolve").
+    parser.add_argument("--backbone", action="append", default=[],
+                        help="quality backbone (registry or timm name); repeat for several curves (default: the default backbone)")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="checkpoint for the --backbone in the same position; repeat once per --backbone")
+    parser.add_argument("--matcher", default="sface",
+                        help="independent recogniser: sface (default, OpenCV Zoo) or a backbone name (its embedding head)")
+    parser.add_argument("--matcher-weights", help="checkpoint for a backbone --matcher")
+    parser.add_argument("--matcher-random-init", action="store_true", help="random weights for a backbone --matcher (tests)")
+    parser.add_argument("--allow-same-matcher", action="store_true",
+                        help="run even when the matcher is a quality model itself (flagged loudly in the report)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_eval_parsers(subparsers) -> None:
+    """Contribute ``eval`` and ``sweep`` to ``attn-fiqa`` (called by :func:`attn_core.cli.main.build_parser`)."""
+    evaluate = subparsers.add_parser(
+        "eval", conflict_handler="resolve",
+        help="EDC of quality backbones vs baselines on verification pairs (plots, JSON, Markdown)",
+        description="Error-versus-Discard evaluation (docs/DESIGN.md 4). DATA is a folder with one sub-folder per identity "
+                    "(all genuine pairs + seeded impostors), or use --pairs CSV (path_a,path_b,same_identity).")
+    evaluate.add_argument("data", nargs="?", help="folder with one sub-folder per identity")
+    evaluate.add_argument("--pairs", help="pairs CSV instead of DATA (header path_a,path_b,same_identity)")
+    _add_common(evaluate)
+    evaluate.add_argument("--fmr", type=float, nargs="+", default=list(DEFAULT_FMRS), help="target FMRs (default 1e-3 1e-4)")
+    evaluate.add_argument("--threshold-mode", nargs="+", default=["both"],
+                          choices=["both", "per_fraction", "per-fraction", "fixed"],
+                          help="per_fraction (re-set at every discard fraction, the papers), fixed (ISO style) or both")
+    evaluate.add_argument("--discard-step", type=float, default=0.05, help="discard grid step (r = 0 .. 0.95)")
+    evaluate.add_argument("--pauc-limit", type=float, default=0.3, help="pAUC up to this discard fraction")
+    evaluate.add_argument("--impostors-per-genuine", type=float, default=10.0,
+                          help="seeded impostor pairs per genuine pair, for identity folders")
+    evaluate.add_argument("--random-repeats", type=int, default=10, help="seeded repeats of the random-discard baseline")
+    evaluate.add_argument("--cache-dir", help="embedding/score cache (default ~/.cache/attn_fiqa/eval)")
+    evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(func=cmd_eval)
+
+    sweep = subparsers.add_parser(
+        "sweep", conflict_handler="resolve",
+        help="degrade faces at graded strengths; correlate scores with strength and recognition utility",
+        description="Apply every degradation at graded strengths to each face, score the crops, and measure how the "
+                    "score tracks strength and recognition utility (matcher cosine to the clean crop).")
+    sweep.add_argument("faces", nargs="+", help="image files and/or folders (searched recursively)")
+    _add_common(sweep)
+    sweep.add_argument("--strengths", type=_parse_strengths, default=list(DEFAULT_STRENGTHS),
+                       help="comma-separated strengths in [0, 1] (default 0,0.2,0.4,0.6,0.8,1)")
+    sweep.add_argument("--degradations", nargs="+", help="subset of degradations (default: all)")
+    sweep.add_argument("--failure-threshold", type=float,
+                       help="utility (cosine) below which recognition fails (default: the matcher's threshold)")
+    sweep.add_argument("--batch-size", type=int, default=64)
+    sweep.set_defaults(func=cmd_sweep)

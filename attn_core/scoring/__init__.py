@@ -1,0 +1,32 @@
+"""Scoring: the pre-softmax attention of one block, captured, summarised into the score and its patch map.
+
+``capture``: :class:`AttentionCapture`, the query/key capture of one block of any supported ViT. ``quality``: the
+method (docs/DESIGN.md 1): per-head scores, aggregation, the patch map that decomposes the score, precision.
+``model``: :class:`FaceQualityModel`, the one scoring path behind the CLI, the API, the app and the Ray engine.
+"""
+
+from attn_core.scoring.capture import AttentionCapture, QueryKey
+from attn_core.scoring.model import (
+    FaceQualityModel,
+    FileScore,
+    ScoreOptions,
+    create_model,
+    expand_paths,
+)
+from attn_core.scoring.quality import (
+    AGGREGATIONS,
+    PRECISION_CHOICES,
+    PRECISIONS,
+    TOKEN_MODES,
+    AttentionStats,
+    QualityResult,
+    auto_precision,
+    resolve_precision,
+    score_faces,
+)
+
+__all__ = [
+    "AGGREGATIONS", "PRECISIONS", "PRECISION_CHOICES", "TOKEN_MODES", "AttentionCapture", "AttentionStats",
+    "FaceQualityModel", "FileScore", "QualityResult", "QueryKey", "ScoreOptions", "auto_precision", "create_model",
+    "expand_paths", "resolve_precision", "score_faces",
+]
