@@ -1,4 +1,4 @@
-"""Pictures handed to Gradio as PNG files, each written once, atomically, under the hash of its bytes.
+"""Pictures handed to Gradio as files (PNG, JPEG for whole photos), each written once, atomically, under the hash of its bytes.
 
 Why not return numpy arrays: Gradio saves a returned array by rewriting ``<cache>/<hash of the bytes>/image.png`` in
 place on every request (``processing_utils.save_pil_to_cache``). Two requests that produce the same picture (two
@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+PHOTO_DISPLAY_SIDE = 1280  # pictures of the whole photo are shown at most this large
+PHOTO_QUALITY = 95
 KEEP_SECONDS = 300  # Gradio has copied a picture long before this
 PRUNE_EVERY = 500  # pictures written between two clean-ups
 
@@ -40,14 +42,35 @@ def _pictures_folder() -> Path:
 
 
 def png_file(rgb: np.ndarray) -> str:
-    """Write an (H, W, 3) uint8 RGB picture as a PNG named by its content hash; returns its path."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+    """An (H, W, 3) uint8 RGB picture as a lossless PNG named by its content hash (crops, maps); returns its path."""
+    # OpenCV's default PNG settings: lossless, and faster here than any explicit zlib level (measured).
+    return _write(_encode(".png", rgb, []), ".png")
+
+
+def photo_file(rgb: np.ndarray) -> str:
+    """A picture of the whole photo (face boxes, the map warped onto it), shown at most PHOTO_DISPLAY_SIDE large,
+    as a JPEG of quality PHOTO_QUALITY: 3 ms instead of 25 ms for a 800x700 PNG, drawn on every request; the exact
+    pixels of the map live in the crop pictures, which stay PNG."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if max(rgb.shape[:2]) > PHOTO_DISPLAY_SIDE:
+        scale = PHOTO_DISPLAY_SIDE / max(rgb.shape[:2])
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return _write(_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY]), ".jpg")
+
+
+def _encode(suffix: str, rgb: np.ndarray, params: list[int]) -> bytes:
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR),
+                               params)
     if not ok:
-        raise RuntimeError("could not encode a picture as PNG")
-    data = encoded.tobytes()
+        raise RuntimeError(f"could not encode a picture as {suffix}")
+    return encoded.tobytes()
+
+
+def _write(data: bytes, suffix: str) -> str:
     with _lock:
         folder = _pictures_folder()
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.png"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}{suffix}"
     if not path.exists():
         partial = folder / f"{path.stem}.{threading.get_ident()}.part"
         partial.write_bytes(data)
@@ -65,7 +88,7 @@ def _count_and_prune(folder: Path) -> None:
         if _written % PRUNE_EVERY:
             return
     cutoff = time.time() - KEEP_SECONDS
-    for old in folder.glob("*.png"):
+    for old in folder.iterdir():
         try:
             if old.stat().st_mtime < cutoff:
                 old.unlink()

@@ -20,7 +20,13 @@ __all__ = ["AttentionCapture", "FaceQualityModel", "QualityResult", "ScoreOption
 
 if TYPE_CHECKING:
     from attn_core.faces import degrade, extract_faces
-    from attn_core.scoring import AttentionCapture, FaceQualityModel, QualityResult, ScoreOptions, create_model
+    from attn_core.scoring import (
+        AttentionCapture,
+        FaceQualityModel,
+        QualityResult,
+        ScoreOptions,
+        create_model,
+    )
     from attn_core.viz import show_map_on_image
     from attn_core.zoo import list_backbones
 

@@ -12,6 +12,7 @@ from attn_core.viz import (
     map_to_crop,
     normalise_maps,
     overlay,
+    patch_map_image,
 )
 from attn_core.zoo.registry import get_spec
 
@@ -80,3 +81,20 @@ def test_importing_the_renderer_leaves_the_matplotlib_backend_alone() -> None:
             "r.figure_to_array(r.patch_map_figure(np.zeros((3, 3)))); print(matplotlib.get_backend())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "svg"
+
+
+def test_patch_map_image_squares_carry_each_patch_colour() -> None:
+    """The app's raw map: patch (r, c) is a cell-sized square of colorize((v - min) / (max - min)), by hand."""
+    grid = np.array([[-1.0, -0.5, 0.0], [0.5, 1.0, 2.0]])
+    picture = patch_map_image(grid, cmap="viridis", title="t", cell=10)
+    assert picture.dtype == np.uint8 and picture.ndim == 3
+    top, left = 26, 10  # the layout: title band above, margin on the left
+    expected = colorize((grid - grid.min()) / (grid.max() - grid.min()), "viridis")
+    for r in range(2):
+        for c in range(3):
+            square = picture[top + r * 10: top + (r + 1) * 10, left + c * 10: left + (c + 1) * 10]
+            assert (square == expected[r, c]).all()
+    # the colour bar beside the map runs from the highest colour at the top to the lowest at the bottom
+    bar = picture[top: top + 20, left + 30 + 10 + 5]
+    assert (bar[0] == colorize(np.array([1.0]), "viridis")[0]).all()
+    assert (bar[-1] == colorize(np.array([0.0]), "viridis")[0]).all()

@@ -14,7 +14,7 @@ import numpy as np
 from app.errors import user_errors
 from app.models import MEAN_VIEW, after_score, load_model, weights_text, weights_warning
 from app.photos import example_results, option_values, score_photo
-from app.pictures import png_file
+from app.pictures import photo_file, png_file
 from app.widgets import examples, image_out, photo_input
 from attn_core import QualityResult
 from attn_core.faces import AlignedFace
@@ -23,8 +23,7 @@ from attn_core.viz import (
     COLORMAPS,
     crop_overlay,
     draw_boxes,
-    figure_to_array,
-    patch_map_figure,
+    patch_map_image,
     photo_overlay,
 )
 from attn_core.zoo import BackboneSpec
@@ -117,7 +116,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     photo_boxes = draw_boxes(face.image, boxes, highlight=index) if boxes else face.image
     on_crop = crop_overlay(face.aligned, grid_map, spec, **render)
     on_photo = photo_overlay(face, grid_map, spec, **render)
-    raw = figure_to_array(patch_map_figure(grid_map, cmap=colormap, title=f"raw patch map (logits): {map_label.split(' (')[0]}"))
+    raw = patch_map_image(grid_map, cmap=colormap, title=f"raw patch map (logits): {map_label.split(' (')[0]}")
 
     # Heads share one colour range (per image: the range over this face's heads), so they compare at a glance.
     head_range = value_range or (float(result.head_maps.min()), float(result.head_maps.max()))
@@ -153,7 +152,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
         "alignment": face.method, "grid": list(spec.grid), "patch_size": spec.patch_size,
         "example_scores": example_scores, "map_is_exact": result.map_is_exact,
     }
-    pictures = [png_file(p) for p in (photo_boxes, face.aligned, on_crop, on_photo, raw)]
+    pictures = [photo_file(photo_boxes), png_file(face.aligned), png_file(on_crop), photo_file(on_photo), png_file(raw)]
     return (*pictures, score_md, [(png_file(p), caption) for p, caption in gallery], faces_md, details)
 
 
