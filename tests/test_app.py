@@ -461,13 +461,15 @@ def test_auth_is_required_when_asked(tmp_path):
     app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--auth", "alice:s3cret"], cwd=root,
                            env=os.environ | {"PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(180):
+        deadline, up = time.monotonic() + 300, False  # a busy CI machine may take minutes to import torch + gradio
+        while not up and time.monotonic() < deadline and app.poll() is None:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+                up = True
             except OSError:
                 time.sleep(0.5)
-        with pytest.raises(Exception):
+        assert up, f"the app with --auth did not start (exit code {app.poll()})"
+        with pytest.raises(Exception, match="credentials were not provided"):
             Client(f"http://127.0.0.1:{port}/", verbose=False)  # no credentials: refused
         logged_in = Client(f"http://127.0.0.1:{port}/", auth=("alice", "s3cret"), verbose=False)
         assert "/inspect" in logged_in.view_api(return_format="dict", print_info=False)["named_endpoints"]

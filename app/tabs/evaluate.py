@@ -17,6 +17,8 @@ from app.uploads import BatchInputs, unzip
 from attn_core.eval import (
     DEFAULT_FMRS,
     EXAMPLE_IDENTITIES,
+    THRESHOLD_MODE_SOURCES,
+    THRESHOLD_MODE_WORDS,
     THRESHOLD_MODES,
     EvalReport,
     available_matchers,
@@ -33,8 +35,7 @@ EVAL_SOURCES = (
      DEMO_SET),
     ("my zip of identity folders", UPLOADED_ZIP),
 )
-_THRESHOLD_MODE_LABELS = {"per_fraction": "re-set per discard fraction (the papers)",
-                          "fixed": "fixed at r=0 (ISO/IEC 29794-1 style)"}
+_THRESHOLD_MODE_LABELS = {mode: f"{words} ({THRESHOLD_MODE_SOURCES[mode]})" for mode, words in THRESHOLD_MODE_WORDS.items()}
 
 
 def matcher_choices() -> list[tuple[str, str]]:

@@ -8,6 +8,8 @@ plots, JSON, Markdown and CSV.
 """
 
 from attn_core.eval.edc import (
+    THRESHOLD_MODE_SOURCES,
+    THRESHOLD_MODE_WORDS,
     EDCCurve,
     edc,
     edc_table_markdown,
@@ -50,7 +52,7 @@ from attn_core.eval.sweep import (
 )
 
 __all__ = [
-    "BASELINES", "DEFAULT_FMRS", "DEFAULT_STRENGTHS", "EXAMPLE_IDENTITIES", "RANDOM", "THRESHOLD_MODES",
+    "BASELINES", "DEFAULT_FMRS", "THRESHOLD_MODE_SOURCES", "THRESHOLD_MODE_WORDS", "DEFAULT_STRENGTHS", "EXAMPLE_IDENTITIES", "RANDOM", "THRESHOLD_MODES",
     "EDCCurve", "EvalReport", "FaceSweep", "Matcher", "Pair", "QualityMethod", "SweepReport",
     "available_matchers", "cosine", "crop_landmarks", "demo_identity_folder", "discard_grid", "edc",
     "edc_table_markdown", "format_fmr", "get_matcher", "kendall", "load_pairs", "load_quality_methods",

@@ -32,6 +32,9 @@ import numpy as np
 from scipy import stats
 
 ThresholdMode = Literal["per_fraction", "fixed"]
+# The one wording of the threshold modes (curve labels, plots, tables, reports, the app) and where each comes from.
+THRESHOLD_MODE_WORDS: dict[str, str] = {"per_fraction": "re-set per fraction", "fixed": "fixed at r=0"}
+THRESHOLD_MODE_SOURCES: dict[str, str] = {"per_fraction": "the method's papers", "fixed": "ISO/IEC 29794-1 style"}
 
 DEFAULT_DISCARD = np.round(np.arange(0.0, 0.951, 0.05), 10)  # r = 0, 0.05, ..., 0.95
 DEFAULT_DISCARD.setflags(write=False)
@@ -64,8 +67,7 @@ class EDCCurve:
     @property
     def label(self) -> str:
         """E.g. ``attn-fiqa (FMR=1e-3, threshold re-set per fraction)``."""
-        how = "threshold re-set per fraction" if self.threshold_mode == "per_fraction" else "threshold fixed at r=0"
-        return f"{self.method or 'quality'} (FMR={format_fmr(self.fmr)}, {how})"
+        return f"{self.method or 'quality'} (FMR={format_fmr(self.fmr)}, threshold {THRESHOLD_MODE_WORDS[self.threshold_mode]})"
 
 
 def angular_distance(cosine_similarity: np.ndarray) -> np.ndarray:
@@ -312,10 +314,7 @@ def plot_edc(curves: Sequence[EDCCurve], path: str | Path, title: str) -> None:
         else:
             axes.plot(curve.discard, curve.fnmr, marker="o", markersize=3, label=legend)
     fmrs = ", ".join(sorted({format_fmr(c.fmr) for c in curves}))
-    modes = ", ".join(sorted({
-        "threshold re-set per fraction" if c.threshold_mode == "per_fraction" else "threshold fixed at r=0"
-        for c in curves
-    }))
+    modes = ", ".join(sorted({f"threshold {THRESHOLD_MODE_WORDS[c.threshold_mode]}" for c in curves}))
     axes.set_title(f"{title}\nFMR={fmrs} ({modes})", fontsize=10)
     axes.set_xlabel("Fraction of pairs discarded (lowest pair quality first)")
     axes.set_ylabel("FNMR")
@@ -336,7 +335,7 @@ def edc_table_markdown(curves: Sequence[EDCCurve]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for curve in curves:
-        mode = "re-set per fraction" if curve.threshold_mode == "per_fraction" else "fixed at r=0 (stepwise)"
+        mode = THRESHOLD_MODE_WORDS[curve.threshold_mode] + (" (stepwise)" if curve.threshold_mode == "fixed" else "")
         lines.append(
             f"| {curve.method or 'quality'} | {format_fmr(curve.fmr)} | {mode} | {curve.fnmr[0]:.4f} "
             f"| {curve.auc:.4f} | {1000 * curve.pauc:.2f} | {curve.pauc_limit:g} |"

@@ -12,10 +12,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from attn_core.eval.edc import EDCCurve, edc_table_markdown, format_fmr, plot_edc
+from attn_core.eval.edc import (
+    THRESHOLD_MODE_SOURCES,
+    THRESHOLD_MODE_WORDS,
+    EDCCurve,
+    edc_table_markdown,
+    format_fmr,
+    plot_edc,
+)
 from attn_core.eval.measure import FileMeasures, slug
 
-MODE_WORDS = {"per_fraction": "threshold re-set per fraction", "fixed": "threshold fixed at r=0"}
+MODE_WORDS = {mode: f"threshold {words}" for mode, words in THRESHOLD_MODE_WORDS.items()}
 
 
 def eval_markdown(summary: dict, curves: list[EDCCurve], plots: list[Path], fmrs: Sequence[float],
@@ -33,8 +40,8 @@ def eval_markdown(summary: dict, curves: list[EDCCurve], plots: list[Path], fmrs
               "- Baselines: " + ", ".join(summary["baselines"]),
               f"- Pair quality = min of the two; discard r = 0 \u2026 {summary['protocol']['discard'][-1]:g}; "
               f"pAUC up to r = {summary['protocol']['pauc_limit']:g} (\u00d710\u00b3 in the tables); lower is better",
-              "- Threshold modes: *re-set per fraction* (the method's papers, trapezoid areas) and *fixed at r=0* "
-              "(ISO/IEC 29794-1 style, stepwise areas)", ""]
+              f"- Threshold modes: *{THRESHOLD_MODE_WORDS['per_fraction']}* ({THRESHOLD_MODE_SOURCES['per_fraction']}, "
+              f"trapezoid areas) and *{THRESHOLD_MODE_WORDS['fixed']}* ({THRESHOLD_MODE_SOURCES['fixed']}, stepwise areas)", ""]
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- **{w}**" for w in summary["warnings"]] + [""]
     plot_by_name = {p.name: p for p in plots}
