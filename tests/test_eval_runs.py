@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-import attn_core.eval as eval_commands
+import attn_core.eval as evaluation
 from attn_core.cli.main import main
 from attn_core.eval import measure
 from attn_core.eval.edc import edc
@@ -36,7 +36,7 @@ BASELINE_LABELS = ("sharpness (Laplacian var.)", "brightness", "face size (box a
 @pytest.fixture()
 def identity_folder(tmp_path: Path) -> Path:
     """The demo layout plus a broken file in A and a face-less image in B."""
-    root = eval_commands.demo_identity_folder(tmp_path)
+    root = evaluation.demo_identity_folder(tmp_path)
     (root / "A" / "broken.jpg").write_text("this is not an image")
     Image.fromarray(np.full((240, 320, 3), 127, np.uint8)).save(root / "B" / "no_face.png")
     return root
@@ -63,13 +63,13 @@ def counted(monkeypatch) -> dict[str, int]:
 
 
 def test_demo_identity_folder_layout(tmp_path: Path) -> None:
-    root = eval_commands.demo_identity_folder(tmp_path)
+    root = evaluation.demo_identity_folder(tmp_path)
     layout = {folder.name: sorted(p.name for p in folder.iterdir()) for folder in root.iterdir()}
     assert layout == {"A": ["person_a_1.jpg", "person_a_2.jpg"], "B": ["person_b_1.jpg", "person_b_2.jpg"],
                       "impostor_1": ["impostor_1.jpg"], "impostor_2": ["impostor_2.jpg"],
                       "astronaut": ["astronaut.jpg"]}
     assert (root / "A" / "person_a_1.jpg").read_bytes() == (EXAMPLES / "person_a_1.jpg").read_bytes()
-    assert eval_commands.demo_identity_folder(tmp_path) == root  # idempotent
+    assert evaluation.demo_identity_folder(tmp_path) == root  # idempotent
 
 
 def test_eval_end_to_end_then_from_cache(identity_folder: Path, tmp_path: Path, counted, capsys) -> None:
@@ -167,7 +167,7 @@ def test_eval_from_pairs_csv_with_missing_file_and_progress(tmp_path: Path) -> N
         f"{EXAMPLES / 'impostor_1.jpg'},{EXAMPLES / 'impostor_2.jpg'},impostor\n"
         f"gone.jpg,{EXAMPLES / 'impostor_2.jpg'},0\n")
     seen: list[tuple[float, str]] = []
-    report = eval_commands.run_eval(pairs, ["test-face-vit-p8"], "sface", tmp_path / "out", random_init=True,
+    report = evaluation.run_eval(pairs, ["test-face-vit-p8"], "sface", tmp_path / "out", random_init=True,
                                     device="cpu", fmrs=[0.3], threshold_modes=["per_fraction"],
                                     cache_dir=tmp_path / "cache", progress=lambda f, m: seen.append((f, m)))
     assert [p.name for p, _ in report.failed_files] == ["gone.jpg"]
@@ -202,7 +202,7 @@ def test_eval_from_pairs_csv_with_missing_file_and_progress(tmp_path: Path) -> N
 
 
 def test_matcher_must_not_be_the_quality_model(tmp_path: Path, capsys) -> None:
-    data = eval_commands.demo_identity_folder(tmp_path)
+    data = evaluation.demo_identity_folder(tmp_path)
     argv = ["eval", str(data), *TINY, "--matcher", "test-face-vit-p8", "--matcher-random-init",
             "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--quiet", "--fmr", "0.1"]
     assert main(argv) == 2
@@ -216,12 +216,12 @@ def test_matcher_must_not_be_the_quality_model(tmp_path: Path, capsys) -> None:
     assert summary["warnings"][0].startswith("WARNING: the matcher (test-face-vit-p8) is the quality model itself")
     assert "**WARNING: the matcher" in (tmp_path / "out" / "eval.md").read_text()
     # Another backbone as the matcher is independent of the quality model.
-    report = eval_commands.run_eval(data, ["test-face-vit-p9"], "test-face-vit-p8", tmp_path / "out2",
+    report = evaluation.run_eval(data, ["test-face-vit-p9"], "test-face-vit-p8", tmp_path / "out2",
                                     random_init=True, matcher_random_init=True, fmrs=[0.1],
                                     cache_dir=tmp_path / "cache", device="cpu")
     assert report.summary["matcher"]["independent"] is True
     with pytest.raises(ValueError, match="unknown matcher 'nope'"):
-        eval_commands.resolve_matcher("nope")
+        evaluation.resolve_matcher("nope")
 
 
 def test_sweep_end_to_end(tmp_path: Path, capsys) -> None:
