@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.errors import user_errors
+from app.errors import public_message, user_errors
 from attn_core import FaceQualityModel, QualityResult
 from attn_core.scoring import resolve_precision
 from attn_core.zoo import (
@@ -19,7 +19,7 @@ from attn_core.zoo import (
     BackboneSpec,
     check_reachable,
     get_spec,
-    how_to_get,
+    how_to_get as zoo_how_to_get,
     installed_default,
     list_backbones,
     no_backbone_message,
@@ -56,6 +56,11 @@ def use_weights(backbone: str, weights: str, num_heads: int | None = None) -> st
     name = backbone or model.spec.name
     _user_models[name] = model
     return name
+
+
+def how_to_get(spec: BackboneSpec) -> str:
+    """How to install ``spec``'s weights, naming the weights folder by its setting, not this server's path."""
+    return public_message(zoo_how_to_get(spec))
 
 
 def set_precision(precision: str) -> None:
@@ -95,7 +100,8 @@ def startup_state() -> Startup:
     reason = check_reachable(get_spec(ONLINE_DEFAULT).weights.location)
     if reason is None:
         return Startup(ONLINE_DEFAULT, False, None)
-    return Startup(DEFAULT_BACKBONE, False, no_backbone_message(f"Nothing can be downloaded now: {reason}."))
+    return Startup(DEFAULT_BACKBONE, False,
+                   public_message(no_backbone_message(f"Nothing can be downloaded now: {reason}.")))
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,6 +179,7 @@ def after_score(backbone: str, random_weights: bool = False):
     return backbone_status(backbone, random_weights), gr.update(choices=backbone_choices(), value=backbone)
 
 
+@user_errors
 def backbone_info(backbone: str, random_weights: bool = False):
     """On a backbone change: its status line, block range, heads, token options and card (no forward pass)."""
     spec = spec_of(backbone)

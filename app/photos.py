@@ -5,13 +5,19 @@ photo's content, so the same bytes uploaded under another temporary name hit it.
 from __future__ import annotations
 
 import functools
+import os
+import stat
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import cachetools
+from gradio.context import LocalContext
+from gradio.route_utils import API_PREFIX
+from gradio.utils import get_upload_folder
 
 from app.errors import log
 from app.models import load_model, serving_precision
@@ -47,11 +53,48 @@ _photo_cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=PHOTO_CACHE_BYTE
 
 
 def image_path(image: Any) -> str:
+    """The file a request names (a path, or a FileData / ImageData payload's ``path`` or ``url``), checked.
+
+    Inside a Gradio request (Gradio checks only payloads that carry ``"meta"``; a bare ``{"path": ...}`` reaches
+    the handler as sent), only regular files in Gradio's upload cache or the bundled examples, at most
+    MAX_FILE_BYTES, are served: anything else gets REFUSED, the same sentence whether the file exists, is missing,
+    a folder or a device, so it says nothing about the server's files. Direct Python callers (scripts, tests) can
+    read any file anyway and are trusted, as Gradio's own check does (``processing_utils._check_allowed``).
+    """
     if isinstance(image, dict):  # gradio_client FileData / ImageData payloads
         image = image.get("path") or image.get("url")
     if not image:
         raise ValueError("Add a photo first: upload one, use the webcam, paste one, or click an example face.")
-    return str(image)
+    blocks = LocalContext.blocks.get(None)
+    return str(image) if blocks is None else _request_file(str(image), blocks)
+
+
+REFUSED = "This file was not uploaded with this request: upload it (or click an example face) and try again."
+MAX_FILE_BYTES = 200 * 2**20  # any one file: Gradio's upload limit (app.uploads.MAX_UPLOAD); stat-ed before reading
+
+
+def _request_file(name: str, blocks: Any) -> str:
+    """``name`` resolved (symlinks too) to a regular file inside an allowed folder, else ValueError(REFUSED)."""
+    if name.startswith(("http://", "https://")):  # only our own /file= links, to a file allowed as a path
+        _, marker, rest = name.partition(f"{API_PREFIX}/file=")
+        if not marker:
+            raise ValueError(REFUSED)
+        name = unquote(rest.split("?", 1)[0])
+    real = os.path.realpath(name)
+    allowed = {os.path.realpath(folder) for folder in (getattr(blocks, "GRADIO_CACHE", None), get_upload_folder(),
+                                                       EXAMPLES_DIR) if folder}
+    if not any(real.startswith(folder.rstrip(os.sep) + os.sep) for folder in allowed):
+        raise ValueError(REFUSED)
+    try:
+        status = os.stat(real)
+    except OSError:
+        raise ValueError(REFUSED) from None
+    if not stat.S_ISREG(status.st_mode):  # a FIFO or device would block or never end (/dev/zero)
+        raise ValueError(REFUSED)
+    if status.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{os.path.basename(real)} is {status.st_size / 2**20:.0f} MiB; the limit is "
+                         f"{MAX_FILE_BYTES / 2**20:.0f} MiB per file.")
+    return real
 
 
 def score_photo(image: Any, backbone: str, random_weights: bool, block: int, centre_crop: bool) -> list[QualityResult]:

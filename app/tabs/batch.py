@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import public_message, user_errors
+from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
 from app.models import load_model, weights_warning
 from app.photos import option_values
 from app.pictures import png_file
@@ -31,7 +31,7 @@ GALLERY_SIZE = 4  # lowest / highest faces shown in the batch tab
 BATCH_HEADERS = ["file", "score", "faces found", "error"]
 
 
-@user_errors
+@user_errors(seconds=LONG_REQUEST_SECONDS)
 def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool = False, block: int = -1,
           heads: list[int] | None = None, aggregation: str = "mean", tokens: str = "all", colormap: str = "jet",
           opacity: float = 0.4, centre_crop: bool = False):
@@ -58,7 +58,9 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
         shutil.rmtree(inputs.folder, ignore_errors=True)
     scored.sort(key=lambda pair: pair[1].score, reverse=True)
     rows = [[shown, round(r.score, 6), r.face.num_faces, ""] for shown, r in scored]
-    rows += [[shown, None, None, public_message(error)] for shown, error in failed]
+    # A reason names the user's file (the zip member), never where it was unpacked on this server.
+    names = {path: shown for shown, path in inputs.files} | {inputs.folder: "the zip"}
+    rows += [[shown, None, None, public_message(error, names)] for shown, error in failed]
 
     def pictures(pairs):
         return [(png_file(crop_overlay(r.face.aligned, r.patch_map, model.spec, cmap=colormap, alpha=float(opacity))),
@@ -102,4 +104,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls: InspectC
                                      format="png")
     model_inputs = [backbone, random_weights, controls.block, controls.heads, controls.aggregation, controls.tokens]
     batch_button.click(batch, [batch_files] + model_inputs + [controls.colormap, controls.opacity, controls.centre_crop],
-                       [batch_table, lowest, highest, batch_csv, batch_md], api_name="batch", concurrency_limit=1)
+                       [batch_table, lowest, highest, batch_csv, batch_md], api_name="batch", concurrency_limit=1,
+                       # preprocess=False: the block is checked against the chosen backbone (the slider's range is the
+                       # startup default's), and every file by app.photos.image_path.
+                       preprocess=False)

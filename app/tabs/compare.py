@@ -9,7 +9,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app.errors import user_errors
+from app.errors import public_message, user_errors
 from app.models import RANDOM_LABEL, backbone_choices, load_model, spec_of
 from app.photos import score_photo
 from app.pictures import png_file
@@ -54,13 +54,13 @@ def compare(image: Any, backbones: list[str] | None, random_weights: bool = Fals
             result = score_photo(image, name, random_weights, -1, centre_crop)[0]
         except (ValueError, RuntimeError, FileNotFoundError) as error:  # one backbone failing is a row, not a crash
             rows.append([name, None, "", grid, spec.patch_size, spec.num_prefix_tokens,
-                         "yes" if spec.face_trained else "no", str(error)])
+                         "yes" if spec.face_trained else "no", public_message(str(error))])
             continue
         picture = crop_overlay(result.face.aligned, result.patch_map, spec, cmap=colormap, alpha=float(opacity))
         weights = "random" if random_weights else "trained"
         gallery.append((png_file(_grid_lines(picture, spec)), f"{name}: {result.score:+.4f} ({weights}; {grid} of "
                                                     f"{spec.patch_size}px)"))
-        rows.append([name, round(result.score, 6), model.backbone.weights, grid, spec.patch_size,
+        rows.append([name, round(result.score, 6), model.backbone.weights_name, grid, spec.patch_size,
                      spec.num_prefix_tokens, "yes" if spec.face_trained else "no", ""])
     return gallery, {"headers": COMPARE_HEADERS, "data": rows}
 

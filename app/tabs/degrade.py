@@ -9,7 +9,7 @@ import gradio as gr
 import matplotlib
 from matplotlib.figure import Figure
 
-from app.errors import user_errors
+from app.errors import LONG_REQUEST_SECONDS, user_errors
 from app.models import load_model, weights_warning
 from app.photos import largest_face, option_values
 from app.pictures import png_file
@@ -71,7 +71,7 @@ def degrade_face(image: Any, degradation: str, strength: float, seed: int = 0, b
     return (*pictures, summary, details)
 
 
-@user_errors
+@user_errors(seconds=LONG_REQUEST_SECONDS)
 def sweep(image: Any, seed: int = 0, backbone: str = "", random_weights: bool = False, block: int = -1,
           heads: list[int] | None = None, aggregation: str = "mean", tokens: str = "all", centre_crop: bool = False):
     """Score and SFace utility against strength for every degradation, in one figure (one batched forward)."""

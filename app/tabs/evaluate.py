@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import user_errors
+from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
 from app.models import RANDOM_LABEL, backbone_choices, backbone_specs, load_model
 from app.photos import image_path
 from app.uploads import BatchInputs, unzip
@@ -88,8 +88,9 @@ def _eval_warnings(report: EvalReport, skipped: list[tuple[str, str]], names: di
     warnings = [f"**{warning}**" for warning in report.warnings]
     if random_weights:
         warnings.insert(0, "**Random weights: mechanics demo only.** These curves say nothing about face quality.")
-    left_out = [f"`{name}`: {reason}" for name, reason in skipped]
-    left_out += [f"`{names.get(path, path.name)}`: {reason}" for path, reason in report.failed_files]
+    # Each file by the name the user sent (the zip member), in its reason too: never where it lies on this server.
+    left_out = [f"`{name}`: {public_message(reason, names)}" for name, reason in skipped]
+    left_out += [f"`{names.get(path, path.name)}`: {public_message(reason, names)}" for path, reason in report.failed_files]
     bullets = lambda lines: "\n".join(f"- {line}" for line in lines)  # noqa: E731
     parts = [f"**Warnings**\n\n{bullets(warnings)}"] if warnings else []
     if report.verdicts:  # one line per method, FMR and mode: folded, or they bury the rest
@@ -102,7 +103,7 @@ def _eval_warnings(report: EvalReport, skipped: list[tuple[str, str]], names: di
     return "\n\n".join(parts)
 
 
-@user_errors
+@user_errors(seconds=LONG_REQUEST_SECONDS)
 def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] | None = None,
              random_weights: bool = False, matcher: str = "sface", fmrs: list[float] | None = None,
              threshold_modes: list[str] | None = None, progress=gr.Progress()):

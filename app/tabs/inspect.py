@@ -147,7 +147,7 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     details = {
         "score": result.score, "head_scores": [float(s) for s in result.head_scores], "heads": list(result.heads),
         "aggregation": result.aggregation, "tokens": result.tokens, "block": result.block, "backbone": spec.name,
-        "weights": model.backbone.weights, "weights_file": result.weights, "weights_sha256": result.weights_sha256,
+        "weights": model.backbone.weights_name, "weights_file": result.weights, "weights_sha256": result.weights_sha256,
         "precision": result.precision, "face_index": index, "faces_found": face.num_faces,
         "alignment": face.method, "grid": list(spec.grid), "patch_size": spec.patch_size,
         "example_scores": example_scores, "map_is_exact": result.map_is_exact,

@@ -112,7 +112,7 @@ def run_eval(
         matcher: the independent recogniser: ``sface`` (default) or a backbone name (its embedding head).
         data_name: how the reports name the data (e.g. the name of an uploaded archive); files are then named by
             ``file_names[path]`` (the names the user knows), else by their path inside the data folder, never by
-            where they lie on this machine.
+            where they lie on this machine; nor do the reports name the cache folder or a checkpoint's folder.
     """
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -199,7 +199,8 @@ def run_eval(
         "matcher": {"name": judge.name, "independent": not any("WARNING" in w for w in warnings),
                     "distance": "arccos(cosine)/pi"},
         "quality_models": [{
-            "label": m.label, "backbone": m.model.spec.name, "weights": str(m.model.backbone.weights),
+            "label": m.label, "backbone": m.model.spec.name,
+            "weights": str(m.model.backbone.weights) if data_name is None else m.model.backbone.weights_name,
             "weights_sha256": m.model.backbone.weights_sha256, "precision": m.model.precision,
             "face_trained": m.model.spec.face_trained, "block": m.model.backbone.block_index(m.options.block),
             "heads": list(m.options.heads) if m.options.heads else "all", "aggregation": m.options.aggregation,
@@ -211,7 +212,9 @@ def run_eval(
                      "fixed": "threshold set once at r=0; stepwise AUC (ISO/IEC 29794-1 style)", "seed": seed},
         "pairs": {"total": len(pairs), "used": len(used), "dropped": n_dropped, "genuine": int(genuine.sum()),
                   "impostor": n_impostor},
-        "failed_files": [{"path": name(path), "reason": reason} for path, reason in failed],
+        "failed_files": [{"path": name(path),
+                          "reason": reason if data_name is None else reason.replace(str(path), name(path))}
+                         for path, reason in failed],
         "curves": [{
             "method": c.method, "kind": "random" if c.method == RANDOM else
             ("baseline" if c.method in dict(BASELINES) else "quality model"),
@@ -224,7 +227,8 @@ def run_eval(
         "verdicts": verdicts,
         "warnings": warnings,
         "plots": [file_name for file_name, _ in plot_groups],
-        "cache": {"dir": str(cache.root), "enabled": cache.enabled, "hits": cache.stats.hits,
+        "cache": {"dir": str(cache.root) if data_name is None else "(the evaluation cache)", "enabled": cache.enabled,
+                  "hits": cache.stats.hits,
                   "misses": cache.stats.misses, "corrupt_recomputed": cache.stats.corrupt,
                   "write_errors": cache.stats.write_errors, "embeddings_computed": counts.embedded,
                   "scores_computed": counts.scored, "images_aligned": counts.aligned},

@@ -89,7 +89,7 @@ def write_file_scores(path: Path, files: Sequence[Path], records: dict[Path, Fil
         for file in files:
             record = records[file]
             writer.writerow([name(file), record.digest, *(f"{record.quality[l]:.6g}" if l in record.quality else ""
-                                                          for l in labels), record.error or ""])
+                                                          for l in labels), (record.error or "").replace(str(file), name(file))])
 
 
 
