@@ -11,7 +11,7 @@ import numpy as np
 
 from app.errors import public_message, user_errors
 from app.models import RANDOM_LABEL, backbone_choices, load_model, spec_of
-from app.photos import score_photo
+from app.photos import image_path, score_photo
 from app.pictures import png_file
 from app.tabs.inspect import InspectControls
 from app.widgets import examples, photo_input
@@ -45,6 +45,7 @@ def compare(image: Any, backbones: list[str] | None, random_weights: bool = Fals
         return [], {"headers": COMPARE_HEADERS, "data": []}
     if not backbones:
         raise ValueError("Tick at least one backbone to compare.")
+    image = image_path(image)  # a refused file refuses the request, not one backbone's row
     gallery, rows = [], []
     for name in backbones:
         spec = spec_of(name)
