@@ -38,13 +38,15 @@ def _refused() -> str:
 
 def _call(server, name: str, data: list, timeout: float = 120) -> tuple[str, object]:
     """POST /gradio_api/call/<name>, then the result's last server-sent event: ("complete" | "error", its data)."""
-    base = server.local_url.rstrip("/")
+    base, began = server.local_url.rstrip("/"), time.monotonic()
     started = httpx.post(f"{base}/gradio_api/call/{name.lstrip('/')}", json={"data": data}, timeout=timeout)
     assert started.status_code == 200, started.text
     event, payload = "", None
     with httpx.stream("GET", f"{base}/gradio_api/call/{name.lstrip('/')}/{started.json()['event_id']}",
                       timeout=timeout) as stream:
-        for line in stream.iter_lines():
+        for line in stream.iter_lines():  # Gradio's heartbeats keep each read short: bound the whole wait
+            if time.monotonic() - began > timeout:
+                raise httpx.ReadTimeout(f"{name}: no answer in {timeout:.0f} s")
             if line.startswith("event:"):
                 event = line.split(":", 1)[1].strip()
             elif line.startswith("data:"):
