@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from attn_core.paths import weights_home
+from attn_core.paths import ASSETS_DIR, weights_home
 
 log = logging.getLogger("attn_fiqa.app")
 
@@ -34,6 +34,7 @@ def public_message(message: str, names: dict[Any, str] | None = None) -> str:
         message = message.replace(str(path), shown)
     for folder in _upload_folders():
         message = re.sub(re.escape(folder.rstrip("/")) + r"/[0-9a-fA-F]{16,}/", "", message)
+    message = message.replace(str(ASSETS_DIR / "examples") + os.sep, "")  # an example face: its name alone
     return message.replace(str(weights_home()), "$ATTN_FIQA_HOME/weights")
 
 

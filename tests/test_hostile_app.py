@@ -115,7 +115,7 @@ def test_no_endpoint_reads_a_file_it_was_not_sent(server, api, secret):
     link.symlink_to(secret)
     base = server.local_url.rstrip("/")
     payloads = [{"path": str(secret)}, {"url": str(secret)}, {"url": f"{base}/gradio_api/file={secret}"},
-                {"path": str(link)}, {"url": f"file://{secret}"}]
+                {"path": str(link)}, {"url": f"file://{secret}"}, {"path": str(secret), "meta": META}]
     for name, info in file_endpoints.items():
         for payload in payloads:
             event, answer = _call(server, name, _arguments(info["parameters"], payload))
