@@ -241,7 +241,7 @@ def capture_lab(model: FaceQualityModel | Backbone, image: ImageLike | AlignedFa
         precision = model.precision if isinstance(model, FaceQualityModel) else "fp32"
     precision = resolve_precision(precision, backbone.device)
     face = image if isinstance(image, AlignedFace) else extract_faces(image)[0]
-    images = backbone.preprocess(face.aligned)
+    images = backbone.preprocess(np.array(face.aligned))  # a writable copy (decoded images may be read-only)
     depth = len(backbone.blocks)
     # fp32 runs untouched, as the scoring path's reference does; bf16/fp16 as its autocast.
     autocast = contextlib.nullcontext() if precision == "fp32" else \
@@ -255,3 +255,48 @@ def capture_lab(model: FaceQualityModel | Backbone, image: ImageLike | AlignedFa
     keys = torch.stack([c.k[0] for c in captured]).float().cpu().numpy()
     return AttentionLab(queries, keys, captured[-1].scale, spec.num_prefix_tokens, tuple(spec.grid), spec.patch_size,
                         spec.input_size, spec.name, backbone.weights_name, precision, face)
+
+
+def softmax_lesson(lab: AttentionLab, block: int = -1, head: HeadChoice = None) -> str:
+    """The softmax lesson with this face's numbers: softmax drops each row's offset, and the score is their mean."""
+    offsets = lab.row_offsets(block, head)
+    softmax = lab.head_softmax(block)[lab.heads_of(head)]
+    return (f"Softmax ignores a constant added to a row, so it discards each query's row offset (the mean of its "
+            f"logits; here from {offsets.min():+.4f} to {offsets.max():+.4f}), and every softmax row sums to 1, so "
+            f"the mean of the softmax matrix is 1/N = 1/{lab.num_tokens} = {softmax.mean():.6f} for every image. "
+            f"The {'score' if head is None else f'score of head {head}'} at block {lab.block_index(block)}, {offsets.mean():+.4f}, is the mean of those row offsets: "
+            f"exactly what softmax throws away.")
+
+
+def explain_record(lab: AttentionLab, block: int, head: int | None, query: tuple[int, int],
+                   key: tuple[int, int] | None = None) -> dict:
+    """The numbers of ``attn-fiqa explain`` (its explain.json), for patch ``query`` (and ``key``) of the grid.
+
+    Per-head lists are over all heads, in the model's token order (prefix tokens first)."""
+    index = lab.block_index(block)
+    if head is not None:
+        lab.heads_of(head)
+    if key is not None and head is None:
+        raise ValueError("The q.k terms are those of one head: give --head H together with --key ROW,COL.")
+    query_token = lab.token_of_patch(*query)
+    key_token = None if key is None else lab.token_of_patch(*key)
+    logits = lab.head_logits(index)
+    softmax = lab.head_softmax(index)
+    stats = lab.head_stats
+    return {
+        "block": index,
+        "head": head,
+        "query": [int(query[0]), int(query[1])],
+        "grid": [int(lab.grid[0]), int(lab.grid[1])],
+        "num_prefix_tokens": lab.num_prefix_tokens,
+        "row_logits": logits[:, query_token, :].tolist(),
+        "row_softmax": softmax[:, query_token, :].tolist(),
+        "column_logits": logits[:, :, query_token].tolist(),
+        "row_offsets": lab.head_row_offsets(index).tolist(),
+        "block_scores": lab.block_scores.tolist(),
+        "head_stats": [[{"entropy": float(stats.entropy[b, h]), "distance_px": float(stats.distance_px[b, h]),
+                         "logit_mean": float(stats.logit_mean[b, h]), "logit_std": float(stats.logit_std[b, h])}
+                        for h in range(lab.num_heads)] for b in range(lab.depth)],
+        "qk_terms": None if key_token is None else lab.qk_terms(index, head, query_token, key_token).tolist(),
+        "score": lab.score,
+    }
