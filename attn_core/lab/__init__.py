@@ -12,9 +12,15 @@ from attn_core.lab.figures import (
     qk_terms_figure,
     row_figure,
 )
+from attn_core.lab.pictures import (
+    face_grid_picture,
+    matrix_picture,
+    model_view_picture,
+    token_picture,
+)
 
 __all__ = [
     "AttentionLab", "HeadStats", "block_scores_figure", "capture_lab", "explain_record", "face_grid_image",
     "head_stats_figure", "matrix_figure", "model_view_figure", "offsets_figure", "qk_terms_figure", "row_figure",
-    "softmax_lesson",
+    "softmax_lesson", "face_grid_picture", "matrix_picture", "model_view_picture", "token_picture",
 ]
