@@ -13,7 +13,7 @@ import gradio as gr  # noqa: E402
 from app import models  # noqa: E402
 from app.models import RANDOM_LABEL  # noqa: E402
 from app.photos import EXAMPLES_DIR  # noqa: E402
-from app.tabs import about, batch, compare, degrade, evaluate, inspect  # noqa: E402
+from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab  # noqa: E402
 from app.uploads import MAX_UPLOAD  # noqa: E402
 
 # Queue limits: at most this many handlers run at once (each may hold a model and a few images), and at most
@@ -54,6 +54,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Inspect", id="inspect"):
                 controls = inspect.build(backbone, random_weights, status, spec)
+            lab.tab(backbone, random_weights, controls)
             with gr.Tab("Degradation explorer", id="degrade"):
                 degrade.build(backbone, random_weights, controls)
             with gr.Tab("Compare backbones", id="compare"):

@@ -226,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=cmd_fetch)
 
     from attn_core.cli.eval import add_eval_parsers
+    from attn_core.cli.explain import add_explain_parser
     from attn_core.cli.train import add_train_parser
 
     add_eval_parsers(sub)
+    add_explain_parser(sub)
     add_train_parser(sub)
     # Commands of packages above the library (the web app) arrive through the documented plugin mechanism, entry
     # points of the group "attn_fiqa.commands" (pyproject.toml), so the library never imports the app.

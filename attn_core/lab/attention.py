@@ -1,0 +1,302 @@
+"""The attention lab's numbers (docs/DESIGN.md 1b): q and k of every block from one forward pass, and every
+teaching view derived from them without running the model again.
+
+Token order is the model's own: prefix tokens (CLS, registers) first, then the patch grid row by row. A *head*
+argument is an int, a sequence of heads (their mean) or None (the mean of all heads). Logit views are linear in the
+heads, so the mean of heads' logits is exact; the softmax of a head mean is the mean of the heads' softmax rows
+(each head normalises its own row, as the model does), which still sums to 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from attn_core.faces import AlignedFace, ImageLike, extract_faces
+from attn_core.scoring import AttentionCapture, FaceQualityModel, resolve_precision
+from attn_core.scoring.capture import run_to_qkv
+from attn_core.scoring.quality import LOW_PRECISION_DTYPES
+from attn_core.zoo import Backbone
+
+HeadChoice = int | Sequence[int] | None
+
+
+@dataclass(frozen=True)
+class HeadStats:
+    """Per-block, per-head statistics of the attention, each (depth, H).
+
+    entropy: mean over all query rows of -sum_j P log P (nats); entropy_fraction: that over ln N (1 = uniform).
+    distance_px: mean over patch query rows of sum_j P[i, j] ||c_i - c_j|| over patch keys j, in pixels of the model
+    input (for 112-px face ViTs: the aligned crop). Prefix tokens have no position: prefix query rows are left out of
+    the mean and the probability a patch gives to prefix keys adds no distance. logit_mean / logit_std: over the
+    head's whole N x N logit matrix (logit_mean is the head's score).
+    """
+
+    entropy: np.ndarray
+    entropy_fraction: np.ndarray
+    distance_px: np.ndarray
+    logit_mean: np.ndarray
+    logit_std: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttentionLab:
+    """q and k of every block of one face, (depth, H, N, head_dim) float32, and the views built from them."""
+
+    queries: np.ndarray
+    keys: np.ndarray
+    scale: float
+    num_prefix_tokens: int
+    grid: tuple[int, int]
+    patch_size: int
+    input_size: int
+    backbone: str
+    weights: str
+    precision: str
+    face: AlignedFace | None = field(default=None, repr=False)
+
+    # -- shape and indexing -------------------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return self.queries.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.queries.shape[1]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.queries.shape[2]
+
+    @property
+    def head_dim(self) -> int:
+        return self.queries.shape[3]
+
+    @property
+    def nbytes(self) -> int:
+        return self.queries.nbytes + self.keys.nbytes
+
+    def block_index(self, block: int) -> int:
+        if not -self.depth <= block < self.depth:
+            raise ValueError(f"Block {block} does not exist: {self.backbone} has blocks 0..{self.depth - 1} "
+                             "(or -1 for the last).")
+        return block % self.depth
+
+    def heads_of(self, head: HeadChoice) -> list[int]:
+        chosen = list(range(self.num_heads)) if head is None else [int(head)] if np.ndim(head) == 0 else \
+            [int(h) for h in head]
+        bad = [h for h in chosen if not 0 <= h < self.num_heads]
+        if bad or not chosen:
+            raise ValueError(f"Head(s) {bad or '[]'} do not exist: this model has heads 0..{self.num_heads - 1}.")
+        return chosen
+
+    def token_of_patch(self, row: int, col: int) -> int:
+        """Token index of patch (row, col) of the grid (0-based), after the prefix tokens."""
+        rows, cols = self.grid
+        if not (0 <= row < rows and 0 <= col < cols):
+            raise ValueError(f"Patch ({row}, {col}) is outside the {rows}x{cols} patch grid (rows and columns "
+                             f"0..{rows - 1} and 0..{cols - 1}).")
+        return self.num_prefix_tokens + row * cols + col
+
+    def patch_of_token(self, token: int) -> tuple[int, int] | None:
+        """(row, col) of a patch token; None for a prefix token."""
+        self._check_token(token)
+        if token < self.num_prefix_tokens:
+            return None
+        return divmod(token - self.num_prefix_tokens, self.grid[1])
+
+    def _check_token(self, token: int) -> int:
+        if not 0 <= token < self.num_tokens:
+            raise ValueError(f"Token {token} does not exist: this model has tokens 0..{self.num_tokens - 1}.")
+        return int(token)
+
+    @functools.cached_property
+    def patch_centres(self) -> np.ndarray:
+        """(num_patches, 2) (x, y) centre of each patch on the model input, in pixels; a 9-px grid of 12x12 covers
+        the top-left 108x108 of 112, so its centres run from 4.5 to 103.5."""
+        rows, cols = self.grid
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        return np.stack([(xs.ravel() + 0.5) * self.patch_size, (ys.ravel() + 0.5) * self.patch_size], axis=1)
+
+    def to_grid(self, values: np.ndarray) -> np.ndarray:
+        """The patch part of a per-token vector (..., N) reshaped to (..., rows, cols); prefix tokens dropped."""
+        return np.asarray(values)[..., self.num_prefix_tokens:].reshape(*np.shape(values)[:-1], *self.grid)
+
+    # -- views --------------------------------------------------------------------------------------------------
+    def _qk(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self.block_index(block)
+        return self.queries[index].astype(np.float64), self.keys[index].astype(np.float64)
+
+    def head_logits(self, block: int) -> np.ndarray:
+        """(H, N, N) pre-softmax logits L[h] = Q_h K_h^T * scale of every head of ``block``."""
+        q, k = self._qk(block)
+        return q @ k.transpose(0, 2, 1) * self.scale
+
+    def matrix(self, block: int, head: HeadChoice = None) -> np.ndarray:
+        """(N, N) logits of a head (or the mean of the chosen heads): rows are queries, columns keys."""
+        return self.head_logits(block)[self.heads_of(head)].mean(axis=0)
+
+    def head_softmax(self, block: int) -> np.ndarray:
+        """(H, N, N) softmax over keys of every head's logit rows: each row sums to 1."""
+        logits = self.head_logits(block)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def row(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
+        """(N,) logits of query token ``query`` over every key, q_i . k_j * scale."""
+        q, k = self._qk(block)
+        query = self._check_token(query)
+        heads = self.heads_of(head)
+        return np.einsum("hd,hnd->hn", q[heads, query], k[heads]).mean(axis=0) * self.scale
+
+    def row_softmax(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
+        """(N,) softmax of that row (for several heads: the mean of their softmax rows)."""
+        q, k = self._qk(block)
+        query = self._check_token(query)
+        heads = self.heads_of(head)
+        logits = np.einsum("hd,hnd->hn", q[heads, query], k[heads]) * self.scale
+        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (probabilities / probabilities.sum(axis=-1, keepdims=True)).mean(axis=0)
+
+    def column(self, block: int, head: HeadChoice, key: int) -> np.ndarray:
+        """(N,) logits that key token ``key`` receives from every query."""
+        q, k = self._qk(block)
+        key = self._check_token(key)
+        heads = self.heads_of(head)
+        return np.einsum("hnd,hd->hn", q[heads], k[heads, key]).mean(axis=0) * self.scale
+
+    def row_offsets(self, block: int, head: HeadChoice = None) -> np.ndarray:
+        """(N,) o[i] = mean_j L[i, j] = q_i . (mean_j k_j) * scale: what softmax discards from each row."""
+        q, k = self._qk(block)
+        heads = self.heads_of(head)
+        return np.einsum("hnd,hd->hn", q[heads], k[heads].mean(axis=1)).mean(axis=0) * self.scale
+
+    def head_row_offsets(self, block: int) -> np.ndarray:
+        """(H, N) the row offsets of every head."""
+        q, k = self._qk(block)
+        return np.einsum("hnd,hd->hn", q, k.mean(axis=1)) * self.scale
+
+    def received(self, block: int, head: HeadChoice = None) -> np.ndarray:
+        """(N,) m_j = mean_i L[i, j] = (mean_i q_i) . k_j * scale: the per-patch map (prefix keys first)."""
+        q, k = self._qk(block)
+        heads = self.heads_of(head)
+        return np.einsum("hd,hnd->hn", q[heads].mean(axis=1), k[heads]).mean(axis=0) * self.scale
+
+    def qk_terms(self, block: int, head: int, query: int, key: int) -> np.ndarray:
+        """(head_dim,) t_d = q_i[d] k_j[d] * scale of one head; they sum to L[head, query, key]."""
+        q, k = self._qk(block)
+        (head,) = self.heads_of(head)
+        return q[head, self._check_token(query)] * k[head, self._check_token(key)] * self.scale
+
+    def head_scores(self, block: int) -> np.ndarray:
+        """(H,) each head's score at ``block``: the mean of its logit matrix (= mean of its row offsets)."""
+        return self.head_row_offsets(block).mean(axis=1)
+
+    def score_at(self, block: int, head: HeadChoice = None) -> float:
+        """The method's score at ``block`` (tokens='all', mean over the chosen heads)."""
+        return float(self.head_scores(block)[self.heads_of(head)].mean())
+
+    @functools.cached_property
+    def block_scores(self) -> np.ndarray:
+        """(depth,) the score at every block; the last value is the method's score."""
+        return np.array([self.score_at(b) for b in range(self.depth)])
+
+    @property
+    def score(self) -> float:
+        return float(self.block_scores[-1])
+
+    @functools.cached_property
+    def head_stats(self) -> HeadStats:
+        prefix = self.num_prefix_tokens
+        centres = self.patch_centres
+        distances = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)  # (P, P)
+        stats = {name: np.zeros((self.depth, self.num_heads)) for name in
+                 ("entropy", "distance_px", "logit_mean", "logit_std")}
+        for b in range(self.depth):
+            logits = self.head_logits(b)
+            probabilities = self.head_softmax(b)
+            log_p = logits - logits.max(axis=-1, keepdims=True)
+            log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
+            stats["entropy"][b] = -(probabilities * log_p).sum(axis=-1).mean(axis=-1)
+            patch_rows = probabilities[:, prefix:, prefix:]
+            stats["distance_px"][b] = (patch_rows * distances).sum(axis=-1).mean(axis=-1)
+            stats["logit_mean"][b] = logits.mean(axis=(1, 2))
+            stats["logit_std"][b] = logits.std(axis=(1, 2))
+        return HeadStats(stats["entropy"], stats["entropy"] / np.log(self.num_tokens), stats["distance_px"],
+                         stats["logit_mean"], stats["logit_std"])
+
+
+def capture_lab(model: FaceQualityModel | Backbone, image: ImageLike | AlignedFace, *,
+                precision: str | None = None) -> AttentionLab:
+    """One forward pass on a photo (largest face, detected and aligned), an aligned 112x112 crop or an
+    :class:`AlignedFace`: q and k of every block, captured from their qkv projections (``scoring.capture``) through
+    the one preprocessing path. ``precision`` defaults to the model's own (fp32 for a bare Backbone)."""
+    backbone = model.backbone if isinstance(model, FaceQualityModel) else model
+    if precision is None:
+        precision = model.precision if isinstance(model, FaceQualityModel) else "fp32"
+    precision = resolve_precision(precision, backbone.device)
+    face = image if isinstance(image, AlignedFace) else extract_faces(image)[0]
+    images = backbone.preprocess(np.array(face.aligned))  # a writable copy (decoded images may be read-only)
+    depth = len(backbone.blocks)
+    # fp32 runs untouched, as the scoring path's reference does; bf16/fp16 as its autocast.
+    autocast = contextlib.nullcontext() if precision == "fp32" else \
+        torch.autocast(backbone.device.type, dtype=LOW_PRECISION_DTYPES[precision])
+    with backbone.lock, torch.inference_mode(), AttentionCapture(backbone.blocks, range(depth)) as capture:
+        with autocast:
+            run_to_qkv(backbone, images, depth - 1)
+        captured = [capture.query_key.pop(b) for b in range(depth)]
+    spec = backbone.spec
+    queries = torch.stack([c.q[0] for c in captured]).float().cpu().numpy()
+    keys = torch.stack([c.k[0] for c in captured]).float().cpu().numpy()
+    return AttentionLab(queries, keys, captured[-1].scale, spec.num_prefix_tokens, tuple(spec.grid), spec.patch_size,
+                        spec.input_size, spec.name, backbone.weights_name, precision, face)
+
+
+def softmax_lesson(lab: AttentionLab, block: int = -1, head: HeadChoice = None) -> str:
+    """The softmax lesson with this face's numbers: softmax drops each row's offset, and the score is their mean."""
+    offsets = lab.row_offsets(block, head)
+    softmax = lab.head_softmax(block)[lab.heads_of(head)]
+    return (f"Softmax ignores a constant added to a row, so it discards each query's row offset (the mean of its "
+            f"logits; here from {offsets.min():+.4f} to {offsets.max():+.4f}), and every softmax row sums to 1, so "
+            f"the mean of the softmax matrix is 1/N = 1/{lab.num_tokens} = {softmax.mean():.6f} for every image. "
+            f"The {'score' if head is None else f'score of head {head}'} at block {lab.block_index(block)}, {offsets.mean():+.4f}, is the mean of those row offsets: "
+            f"exactly what softmax throws away.")
+
+
+def explain_record(lab: AttentionLab, block: int, head: int | None, query: tuple[int, int],
+                   key: tuple[int, int] | None = None) -> dict:
+    """The numbers of ``attn-fiqa explain`` (its explain.json), for patch ``query`` (and ``key``) of the grid.
+
+    Per-head lists are over all heads, in the model's token order (prefix tokens first)."""
+    index = lab.block_index(block)
+    if head is not None:
+        lab.heads_of(head)
+    if key is not None and head is None:
+        raise ValueError("The q.k terms are those of one head: give --head H together with --key ROW,COL.")
+    query_token = lab.token_of_patch(*query)
+    key_token = None if key is None else lab.token_of_patch(*key)
+    logits = lab.head_logits(index)
+    softmax = lab.head_softmax(index)
+    stats = lab.head_stats
+    return {
+        "block": index,
+        "head": head,
+        "query": [int(query[0]), int(query[1])],
+        "grid": [int(lab.grid[0]), int(lab.grid[1])],
+        "num_prefix_tokens": lab.num_prefix_tokens,
+        "row_logits": logits[:, query_token, :].tolist(),
+        "row_softmax": softmax[:, query_token, :].tolist(),
+        "column_logits": logits[:, :, query_token].tolist(),
+        "row_offsets": lab.head_row_offsets(index).tolist(),
+        "block_scores": lab.block_scores.tolist(),
+        "head_stats": [[{"entropy": float(stats.entropy[b, h]), "distance_px": float(stats.distance_px[b, h]),
+                         "logit_mean": float(stats.logit_mean[b, h]), "logit_std": float(stats.logit_std[b, h])}
+                        for h in range(lab.num_heads)] for b in range(lab.depth)],
+        "qk_terms": None if key_token is None else lab.qk_terms(index, head, query_token, key_token).tolist(),
+        "score": lab.score,
+    }

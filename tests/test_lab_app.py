@@ -1,0 +1,112 @@
+"""The Attention lab tab over real HTTP (gradio_client) and in headless Chromium: its views agree with attn_core's
+lab on the same photo, the model runs once per photo, and a click on a patch changes the row view and names it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from attn_core.lab import capture_lab  # noqa: E402
+from attn_core.scoring import FaceQualityModel  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]
+
+PHOTO = str(Path(__file__).resolve().parent.parent / "assets" / "examples" / "person_a_1.jpg")
+TINY = "test-face-vit-p8"
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return capture_lab(FaceQualityModel(TINY, random_init=True, precision="fp32"), PHOTO)
+
+
+@pytest.fixture
+def captures(monkeypatch):
+    """Counts the lab's forward passes (a spy on the one capture call the tab makes)."""
+    from app.tabs import lab as lab_tab
+
+    calls = []
+    real = lab_tab.attention_lab.capture_lab
+    monkeypatch.setattr(lab_tab.attention_lab, "capture_lab", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lab_tab._lab_cache.clear()
+    return calls
+
+
+def test_views_are_named_endpoints_and_agree_with_the_library(client, reference, captures):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/lab_row", "/lab_matrix", "/lab_qk", "/lab_model_view", "/lab_lesson", "/lab_curves", "/lab_pick"} <= names
+    photo = handle_file(PHOTO)
+    *pictures, caption = client.predict(photo, TINY, True, 2, 1, "3,4", "", api_name="/lab_row")
+    assert "patch (3, 4)" in caption and "head 1" in caption
+    row = reference.row(2, 1, reference.token_of_patch(3, 4))
+    assert f"max logit {row.max():+.4f}" in caption
+    assert all(Path(p).stat().st_size > 1000 for p in pictures)
+    _, decomposition = client.predict(photo, TINY, True, 2, -1, "3,4", "", api_name="/lab_matrix")
+    assert f"**{reference.score:+.6f}**" in decomposition
+    for head, value in enumerate(reference.head_scores(2)):
+        assert f"{head}: {value:+.4f}" in decomposition
+    _, qk_text = client.predict(photo, TINY, True, 1, 2, "3,4", "5,6", api_name="/lab_qk")
+    query, key = reference.token_of_patch(3, 4), reference.token_of_patch(5, 6)
+    assert f"sum to {reference.qk_terms(1, 2, query, key).sum():+.6f}" in qk_text
+    assert f"= {reference.matrix(1, 2)[query, key]:+.6f}" in qk_text
+    lesson, *_ = client.predict(photo, TINY, True, 2, -1, api_name="/lab_lesson")
+    assert f"1/N = 1/{reference.num_tokens}" in lesson and f"{reference.score:+.4f}" in lesson
+    client.predict(photo, TINY, True, 0, 0, "1,1", "row", api_name="/lab_model_view")
+    client.predict(photo, TINY, True, 0, 0, api_name="/lab_curves")
+    assert len(captures) == 1  # six views, three blocks, several heads and queries: one forward pass
+
+
+def test_bad_patch_is_one_sentence(client):
+    with pytest.raises(Exception, match="outside the 14x14 patch grid"):
+        client.predict(handle_file(PHOTO), TINY, True, 2, -1, "14,0", "", api_name="/lab_row")
+    with pytest.raises(Exception, match="ROW,COL"):
+        client.predict(handle_file(PHOTO), TINY, True, 2, -1, "three", "", api_name="/lab_row")
+
+
+@pytest.mark.browser
+def test_click_a_patch_in_chromium(server, captures):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium}")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox",
+                                                                             "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(90_000)
+            page.goto(server.local_url, wait_until="networkidle")
+            page.locator("#backbone input").fill(TINY)
+            page.locator("#backbone input").press("Enter")
+            page.locator("#random-weights input[type=checkbox]").check()
+            page.locator("#inspect-image input[type=file]").set_input_files(PHOTO)
+            page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score ')")
+            page.get_by_role("tab", name="Attention lab").click()
+            page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (7, 7)')")
+            before = page.locator("#lab-row img").get_attribute("src")
+            face = page.locator("#lab-face img")
+            face.wait_for(state="visible")
+            box = face.bounding_box()
+            # Patch (2, 11) of the 14x14 grid: its centre, in the picture's own pixels scaled to the shown box.
+            page.mouse.click(box["x"] + box["width"] * (11.5 / 14), box["y"] + box["height"] * (2.5 / 14))
+            page.wait_for_function("() => document.querySelector('#lab-caption').innerText.includes('patch (2, 11)')")
+            page.wait_for_function(f"() => document.querySelector('#lab-row img').src !== {before!r}")
+            assert page.locator("#lab-query input, #lab-query textarea").first.input_value() == "2,11"
+            assert re.search(r"token \d+ of 196", page.locator("#lab-caption").inner_text())
+            assert len(captures) == 1  # the click re-read the cached q/k
+        finally:
+            browser.close()
