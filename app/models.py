@@ -12,7 +12,6 @@ from app.errors import public_message, user_errors
 from attn_core import FaceQualityModel, QualityResult
 from attn_core.scoring import resolve_precision
 from attn_core.zoo import (
-    DEFAULT_BACKBONE,
     ONLINE_DEFAULT,
     TIMM_TEST_MODEL,
     BackboneNotAvailable,
@@ -24,6 +23,7 @@ from attn_core.zoo import (
     list_backbones,
     no_backbone_message,
     offline_reason,
+    treat_as_offline,
     weights_available,
 )
 
@@ -100,7 +100,12 @@ def startup_state() -> Startup:
     reason = check_reachable(get_spec(ONLINE_DEFAULT).weights.location)
     if reason is None:
         return Startup(ONLINE_DEFAULT, False, None)
-    return Startup(DEFAULT_BACKBONE, False,
+    # Checked once: an unreachable Hub is offline for the rest of this run (labels say "not installed", requests
+    # fail at once instead of after huggingface_hub's ~25 s of retries).
+    if offline_reason() is None:  # (offline mode already says so itself)
+        treat_as_offline(reason)
+    # The picker shows what a connection would give (the online default), never an unshipped backbone.
+    return Startup(ONLINE_DEFAULT, False,
                    public_message(no_backbone_message(f"Nothing can be downloaded now: {reason}.")))
 
 
@@ -139,11 +144,18 @@ def load_model(backbone: str, random_weights: bool) -> FaceQualityModel:
     # Hub weights not yet cached are downloaded by FaceQualityModel on first use (huggingface_hub's progress bars,
     # which the calling handler's gr.Progress(track_tqdm=True) shows), then cached for every later run.
     if not random_weights and not weights_available(spec) and not downloadable(spec):
-        raise BackboneNotAvailable(
-            f"{how_to_get(spec)} Or tick '{RANDOM_LABEL}' to see the mechanics with random weights (that score "
-            f"means nothing about face quality)."
-        )
+        raise BackboneNotAvailable(f"{missing_weights_sentence(spec)} Or tick '{RANDOM_LABEL}' at the top to see the "
+                                   f"mechanics (that score means nothing about face quality).")
     return FaceQualityModel(backbone, random_init=bool(random_weights), precision=_launch["precision"])
+
+
+def missing_weights_sentence(spec: BackboneSpec) -> str:
+    """What is wrong first (no weights here, and why none can be downloaded), then how to get them."""
+    if spec.weights.kind == "none":
+        return f"{spec.name} has no trained weights."
+    reason = offline_reason()
+    why = f", and none can be downloaded now: {reason}" if reason and spec.weights.kind in ("hf", "timm") else ""
+    return f"No trained weights for {spec.name} on this machine{why}. {how_to_get(spec)}"
 
 
 def backbone_status(backbone: str, random_weights: bool) -> str:
@@ -164,7 +176,7 @@ def backbone_status(backbone: str, random_weights: bool) -> str:
         lines.append(f"**{spec.name}**: face-trained weights from the Hugging Face Hub ({spec.weights.location}, "
                      f"{size}), downloaded on first use with a progress bar, then cached. Licence: {spec.weights.licence}.")
     elif not weights_available(spec):
-        lines.append(f"**Weights not installed.** {how_to_get(spec)} Or tick '{RANDOM_LABEL}'.")
+        lines.append(f"**Weights not installed.** {missing_weights_sentence(spec)} Or tick '{RANDOM_LABEL}'.")
     else:
         lines.append(f"Trained weights installed for **{spec.name}**.")
     if not spec.face_trained:
@@ -216,7 +228,13 @@ def weights_warning(model: FaceQualityModel, random_weights: bool) -> str:
 
 def backbone_card(backbone: str) -> str:
     spec = spec_of(backbone)
-    rows = "\n".join(f"| {key} | {value} |" for key, value in spec.card().items())
+    rows = "\n".join(f"| {key} | {_cell(value)} |" for key, value in spec.card().items())
     available = "installed" if has_weights(spec) else (
         "downloaded on first use" if downloadable(spec) else f"not installed. {how_to_get(spec)}")
-    return f"### Backbone card: {spec.name}\n\n| field | value |\n|---|---|\n{rows}\n| trained weights | {available} |\n"
+    return (f"### Backbone card: {spec.name}\n\n| field | value |\n|---|---|\n{rows}\n| trained weights | "
+            f"{_cell(available)} |\n")
+
+
+def _cell(value: object) -> str:
+    """A Markdown table cell: a ``|`` (as in ``train prepare|run|export``) would end the cell, so it is escaped."""
+    return str(value).replace("|", "\\|").replace("\n", " ")

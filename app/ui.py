@@ -12,7 +12,7 @@ import gradio as gr  # noqa: E402
 
 from app import models  # noqa: E402
 from app.models import RANDOM_LABEL  # noqa: E402
-from app.photos import EXAMPLES_DIR  # noqa: E402
+from app.photos import EXAMPLES_DIR, example_paths  # noqa: E402
 from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab  # noqa: E402
 from app.uploads import MAX_UPLOAD  # noqa: E402
 
@@ -23,8 +23,9 @@ QUEUE_SIZE = 24
 
 CSS = """
 .score-box h2 {margin: 0 0 .3em 0;}
-.banner {border: 2px solid #d97706; border-radius: 8px; padding: .6em 1em; background: #fff7ed;}
-.banner, .banner * {color: #7c2d12 !important;}
+.banner {border: 2px solid #d97706; border-radius: 8px; padding: .6em 1em; background: #fff7ed !important;}
+.banner, .banner *:not(button) {color: #7c2d12 !important; background: #fff7ed;}
+.banner button {width: fit-content; margin-top: .4em;}
 .fill-image img {width: 100%; height: 100%; object-fit: contain;}
 .compact-table table {font-size: .85em;}
 .compact-table th, .compact-table td {white-space: nowrap; padding: .25em .5em;}
@@ -38,11 +39,14 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="ATTN-FIQA: face image quality from attention") as demo:
         gr.Markdown("# ATTN-FIQA\nTraining-free face image quality from the pre-softmax attention of a face-recognition "
                     "ViT, with maps that show why. **Higher score = better.**")
+        try_random = None
         if startup.missing_message:
-            gr.Markdown(f"**No face-trained backbone is installed**, so there is no real face-quality score yet. "
-                        f"{html.escape(startup.missing_message.split('. ', 1)[-1])} Then restart the app. Until then "
-                        f"you can tick *{RANDOM_LABEL}* to see how the method works.", elem_classes=["banner"],
-                        elem_id="banner")
+            with gr.Group(elem_classes=["banner"], elem_id="banner"):
+                gr.Markdown(f"**No face-trained backbone is installed**, so there is no real face-quality score yet. "
+                            f"{html.escape(startup.missing_message.split('. ', 1)[-1])} Then restart the app. Until "
+                            f"then, see how the method works with random weights (the score then means nothing):")
+                try_random = gr.Button("Try the mechanics with random weights", variant="primary", size="sm",
+                                       elem_id="try-random")
         with gr.Row(equal_height=True):
             backbone = gr.Dropdown(models.backbone_choices(), value=startup.default_backbone, label="Backbone", scale=4,
                                    elem_id="backbone")
@@ -58,11 +62,11 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Degradation explorer", id="degrade"):
                 degrade.build(backbone, random_weights, controls)
             with gr.Tab("Compare backbones", id="compare"):
-                compare.build(startup.default_backbone, controls)
+                compare.build(startup.default_backbone, random_weights, controls)
             with gr.Tab("Batch and rank", id="batch"):
                 batch.build(backbone, random_weights, controls)
             with gr.Tab("Evaluate", id="evaluate"):
-                evaluate.build(startup.default_backbone)
+                evaluate.build(startup.default_backbone, random_weights)
             with gr.Tab("About", id="about"):
                 card = about.build(startup.default_backbone)
 
@@ -72,7 +76,23 @@ def build_demo() -> gr.Blocks:
               [status, controls.block, controls.heads, controls.view, controls.tokens, card], api_name="backbone_info",
               ).then(inspect.inspect, controls.inputs, controls.outputs, api_name="inspect_after_backbone_change",
                      preprocess=False)
+        if try_random is not None:
+            # One click: the one random-weights switch ticked, the controls updated, and the photo (the first example
+            # face when none is chosen yet) inspected.
+            try_random.click(_try_random, [controls.image], [random_weights, controls.image], api_visibility="private",
+                             ).then(models.backbone_info, [backbone, random_weights],
+                                    [status, controls.block, controls.heads, controls.view, controls.tokens, card],
+                                    api_visibility="private",
+                                    ).then(inspect.inspect, controls.inputs, controls.outputs, preprocess=False,
+                                           api_visibility="private")
     return demo
+
+
+def _try_random(image):
+    """The banner's button: tick random weights; with no photo yet, take the first example face."""
+    if image is None and example_paths():
+        image = str(example_paths()[0])
+    return True, image
 
 
 def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, weights: str | None = None,

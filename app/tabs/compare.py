@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from app.errors import public_message, user_errors
-from app.models import RANDOM_LABEL, backbone_choices, load_model, spec_of
+from app.models import backbone_choices, load_model, spec_of
 from app.photos import image_path, score_photo
 from app.pictures import png_file
 from app.tabs.inspect import InspectControls
@@ -66,8 +66,8 @@ def compare(image: Any, backbones: list[str] | None, random_weights: bool = Fals
     return gallery, {"headers": COMPARE_HEADERS, "data": rows}
 
 
-def build(default_backbone: str, controls: InspectControls) -> None:
-    """The Compare tab (inside an open ``gr.Tab``) and its events."""
+def build(default_backbone: str, random_weights: gr.Checkbox, controls: InspectControls) -> None:
+    """The Compare tab (inside an open ``gr.Tab``) and its events; ``random_weights``: the app's one switch (top)."""
     gr.Markdown("One face through several backbones with the paper's settings (last block, all heads, mean). White "
                 "lines: the patch grid each backbone uses (9-px grids cover only 108x108).")
     with gr.Row():
@@ -77,12 +77,11 @@ def build(default_backbone: str, controls: InspectControls) -> None:
             compare_backbones = gr.CheckboxGroup(
                 backbone_choices(), label="Backbones",
                 value=list(dict.fromkeys([default_backbone, "test-face-vit-p8", "test-face-vit-p9"])))
-            compare_random = gr.Checkbox(False, label=RANDOM_LABEL, elem_id="compare-random")
             compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
         with gr.Column(scale=3):
             compare_gallery = gr.Gallery(label="Maps", columns=3, elem_id="compare-gallery", height=320, format="png",
                                          object_fit="contain")
             compare_table = gr.Dataframe(headers=COMPARE_HEADERS, label="Scores", interactive=False)
-    compare_button.click(compare, [compare_image, compare_backbones, compare_random, controls.colormap, controls.opacity,
+    compare_button.click(compare, [compare_image, compare_backbones, random_weights, controls.colormap, controls.opacity,
                                    controls.centre_crop], [compare_gallery, compare_table], api_name="compare",
                          concurrency_limit=1, preprocess=False)

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
-from app.models import RANDOM_LABEL, backbone_choices, backbone_specs, load_model
+from app.models import backbone_choices, backbone_specs, load_model
 from app.photos import image_path
 from app.uploads import BatchInputs, unzip
 from attn_core.eval import (
@@ -152,8 +152,8 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
     return plots, table, notes, downloads
 
 
-def build(default_backbone: str) -> None:
-    """The Evaluate tab (inside an open ``gr.Tab``) and its events."""
+def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
+    """The Evaluate tab (inside an open ``gr.Tab``) and its events; ``random_weights``: the app's one switch (top)."""
     gr.Markdown("Does the score predict recognition errors? Error-versus-Discard curves (EDC): discard the "
                 "lowest-quality pairs first and watch the false non-match rate (FNMR) at a fixed false match rate "
                 "(FMR), judged by an independent recogniser, next to baselines (random discard, sharpness, brightness, "
@@ -165,7 +165,6 @@ def build(default_backbone: str) -> None:
                                elem_id="eval-zip", height=120)
             eval_backbones = gr.Dropdown(backbone_choices(), value=[default_backbone], multiselect=True,
                                          label="Quality backbones (one curve each)", elem_id="eval-backbones")
-            eval_random = gr.Checkbox(False, label=RANDOM_LABEL, elem_id="eval-random")
             eval_matcher = gr.Dropdown(matcher_choices(), value="sface", label="Matcher",
                                        info="the recogniser that decides match / non-match; never the quality model",
                                        elem_id="eval-matcher")
@@ -185,5 +184,5 @@ def build(default_backbone: str) -> None:
                                  interactive=False, elem_id="eval-files")
     # An uploaded zip is what the user wants evaluated: switch the data source to it (in the browser).
     eval_zip.upload(None, None, eval_source, js=f"() => {UPLOADED_ZIP!r}", api_visibility="private")
-    eval_button.click(evaluate, [eval_source, eval_zip, eval_backbones, eval_random, eval_matcher, eval_fmrs, eval_modes],
+    eval_button.click(evaluate, [eval_source, eval_zip, eval_backbones, random_weights, eval_matcher, eval_fmrs, eval_modes],
                       [eval_plots, eval_table, eval_warnings, eval_files], api_name="evaluate", concurrency_limit=1)

@@ -4,6 +4,7 @@ model; every other control re-summarises the cached attention statistics (``Qual
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,11 @@ import numpy as np
 
 from app.errors import user_errors
 from app.models import MEAN_VIEW, after_score, load_model, weights_text, weights_warning
-from app.photos import example_results, option_values, score_photo
+from app.photos import example_paths, example_results, image_path, option_values, score_photo
 from app.pictures import photo_file, png_file
 from app.widgets import examples, image_out, photo_input
 from attn_core import QualityResult
+from attn_core.digests import file_digest
 from attn_core.faces import AlignedFace
 from attn_core.scoring import AGGREGATIONS
 from attn_core.viz import (
@@ -31,16 +33,27 @@ from attn_core.zoo import BackboneSpec
 NORMALISATIONS = ("per image", "fixed range")
 
 
-def _value_range(normalisation: str, vmin: float | None, vmax: float | None,
+def _bound(text: Any, name: str) -> float | None:
+    """A fixed-range bound as typed: blank means blank (the example set's value), else a number."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or blank (blank: the example set's value), not {text!r}.") from None
+
+
+def _value_range(normalisation: str, vmin: Any, vmax: Any,
                  fallback: Callable[[], tuple[float, float]]) -> tuple[str, tuple[float, float] | None]:
     """render's normalisation mode: per image, or a fixed (vmin, vmax); a blank bound comes from ``fallback``."""
     if normalisation in (None, "", "per image", "per_image"):
         return "per_image", None
     if normalisation not in ("fixed range", "fixed"):
         raise ValueError(f"Unknown map normalisation {normalisation!r}; choose 'per image' or 'fixed range'.")
-    low, high = fallback()
-    low = low if vmin is None else float(vmin)
-    high = high if vmax is None else float(vmax)
+    vmin, vmax = _bound(vmin, "vmin"), _bound(vmax, "vmax")
+    low, high = fallback() if vmin is None or vmax is None else (vmin, vmax)
+    low = low if vmin is None else vmin
+    high = high if vmax is None else vmax
     if not high > low:
         raise ValueError(f"The fixed range needs vmin < vmax, got {low:g} and {high:g}.")
     return "fixed", (low, high)
@@ -60,13 +73,50 @@ def heads_text(result: QualityResult) -> str:
     return "all" if len(result.heads) == len(result.head_scores) else ", ".join(map(str, result.heads))
 
 
-def _rank_text(score: float, examples: list[float]) -> str:
+def _rank_text(score: float, examples: list[float], itself: bool = False) -> str:
+    """Where ``score`` ranks among the example faces' scores (``itself``: the photo is one of them, already left
+    out of ``examples``, so it is ranked among the others)."""
     if not examples:
         return ""
     below = sum(s < score for s in examples)
-    return (f"Within the {len(examples)} bundled example faces scored by this backbone and these settings "
+    others = "other " if itself else ""
+    return (f"Within the {len(examples)} {others}bundled example faces scored by this backbone and these settings "
             f"(range {min(examples):+.4f} to {max(examples):+.4f}), this face scores higher than **{below} of "
             f"{len(examples)}**.")
+
+
+@functools.lru_cache(maxsize=64)
+def _example_digests() -> dict[str, str]:
+    return {path.name: file_digest(path) for path in example_paths()}
+
+
+def _example_name(image: Any) -> str | None:
+    """The example file this photo is (same content), or None: it is then ranked among the other examples."""
+    try:
+        digest = file_digest(image_path(image))
+    except (OSError, TypeError, ValueError):
+        return None
+    return next((name for name, known in _example_digests().items() if known == digest), None)
+
+
+def _map_sentence(result: QualityResult, view: int | None) -> str:
+    """What is true of the map shown: mean(map) is the score only for the mean view in an exact mode; a single head's
+    map averages to that head's own score (in patch-only or prefix-free token modes), not to the score."""
+    view = MEAN_VIEW if view is None else int(view)
+    if view == MEAN_VIEW:
+        return "mean(map) equals the score exactly" if result.map_is_exact else (
+            "the map is the mean over the selected heads; with this aggregation/token mode it is not an exact "
+            "decomposition")
+    head_exact = result.tokens == "patch" or result.stats.num_prefix_tokens == 0
+    own = f"head {view}'s own score {result.head_scores[view]:+.4f}"
+    if head_exact:
+        return f"mean(map) equals {own}, not the score above (which aggregates heads {heads_text(result)})"
+    return f"this map leaves out the prefix tokens, so its mean is not exactly {own}"
+
+
+def _no_result(message: str) -> tuple:
+    """A request that cannot run: its reason once, in the score box; every picture cleared (no stale results)."""
+    return (None,) * 5 + (f"**{message}**", [], "", {})
 
 
 def _select_face(results: list[QualityResult], face_index: int | None) -> tuple[int, QualityResult]:
@@ -81,11 +131,20 @@ INSPECT_OUTPUTS = ("photo with face boxes", "aligned crop", "overlay on crop", "
                    "score", "per-head maps", "faces found", "details")
 
 
+def inspect(*args, **kwargs):
+    """Score a photo and show why (``_inspect``); a request that cannot run says so once, in the score box, instead of
+    an error badge on every output and a toast over the controls."""
+    try:
+        return _inspect(*args, **kwargs)
+    except gr.Error as error:
+        return _no_result(error.message)
+
+
 @user_errors
-def inspect(image: Any, backbone: str, random_weights: bool = False, block: int = -1, heads: list[int] | None = None,
+def _inspect(image: Any, backbone: str, random_weights: bool = False, block: int = -1, heads: list[int] | None = None,
             aggregation: str = "mean", tokens: str = "all", face_index: int = 0, view: int = MEAN_VIEW,
             colormap: str = "jet", opacity: float = 0.4, normalisation: str = "per image",
-            vmin: float | None = None, vmax: float | None = None, centre_crop: bool = False,
+            vmin: Any = None, vmax: Any = None, centre_crop: bool = False,
             progress: gr.Progress = gr.Progress(track_tqdm=True)):
     """Score a photo and show why: boxes, crop, overlays, raw map, score in context, per-head maps.
 
@@ -103,7 +162,9 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     face: AlignedFace = result.face
     grid_map, map_label = _shown_map(result, view)
 
-    examples = [r.with_options(**options) for _, r in example_results(backbone, random_weights, block)]
+    itself = _example_name(image)
+    examples = [r.with_options(**options) for name, r in example_results(backbone, random_weights, block)
+                if name != itself]
 
     def example_range() -> tuple[float, float]:
         maps = [_shown_map(r, view)[0] for r in examples] or [grid_map]
@@ -116,7 +177,8 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     photo_boxes = draw_boxes(face.image, boxes, highlight=index) if boxes else face.image
     on_crop = crop_overlay(face.aligned, grid_map, spec, **render)
     on_photo = photo_overlay(face, grid_map, spec, **render)
-    raw = patch_map_image(grid_map, cmap=colormap, title=f"raw patch map (logits): {map_label.split(' (')[0]}")
+    raw = patch_map_image(grid_map, cmap=colormap, title=f"raw patch map (logits): {map_label.split(' (')[0]}",
+                          value_range=value_range)
 
     # Heads share one colour range (per image: the range over this face's heads), so they compare at a glance.
     head_range = value_range or (float(result.head_maps.min()), float(result.head_maps.max()))
@@ -128,11 +190,10 @@ def inspect(image: Any, backbone: str, random_weights: bool = False, block: int 
     ]
 
     example_scores = [r.score for r in examples]
-    exact = "mean(map) equals the score exactly" if result.map_is_exact else \
-        "the map is the mean over the selected heads; with this aggregation/token mode it is not an exact decomposition"
+    exact = _map_sentence(result, view)
     score_md = (
         f"## Score {result.score:+.4f}\n"
-        f"Higher (less negative) = better. {_rank_text(result.score, example_scores)}\n\n"
+        f"Higher (less negative) = better. {_rank_text(result.score, example_scores, itself is not None)}\n\n"
         f"{spec.name} ({weights_text(result)}), block {result.block}, heads {heads_text(result)}, aggregation "
         f"{result.aggregation}, tokens {result.tokens}. Map shown: {map_label}; {exact}."
         + weights_warning(model, random_weights)
@@ -171,8 +232,8 @@ class InspectControls:
     colormap: gr.Dropdown
     opacity: gr.Slider
     normalisation: gr.Radio
-    vmin: gr.Number
-    vmax: gr.Number
+    vmin: gr.Textbox
+    vmax: gr.Textbox
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
 
@@ -202,9 +263,11 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
                 normalisation = gr.Radio(list(NORMALISATIONS), value="per image", label="Map normalisation",
                                          info="fixed range: same colours across images (blank bounds = the example "
                                               "set's range)")
-                with gr.Row():
-                    vmin = gr.Number(None, label="vmin (fixed range)")
-                    vmax = gr.Number(None, label="vmax (fixed range)")
+                with gr.Row():  # text boxes: a blank bound stays blank (a Number box would show and send 0)
+                    vmin = gr.Textbox("", label="vmin (fixed range)", placeholder="blank: example set's minimum",
+                                      elem_id="vmin")
+                    vmax = gr.Textbox("", label="vmax (fixed range)", placeholder="blank: example set's maximum",
+                                      elem_id="vmax")
         with gr.Column(scale=3):
             score_md = gr.Markdown("Add a photo or click an example face.", elem_id="score", elem_classes=["score-box"],
                                    latex_delimiters=[])
@@ -215,7 +278,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
                 crop_overlay_img = image_out("Map on the crop", elem_id="crop-overlay", height=260)
             with gr.Row():
                 photo_overlay_img = image_out("Map on the photo", elem_id="photo-overlay")
-                raw_map_img = image_out("Raw patch map (logit units)", elem_id="raw-map", show_label=False)
+                raw_map_img = image_out("Raw patch map (logit units)", elem_id="raw-map")
             head_gallery = gr.Gallery(label="Per-head maps (each with its own head score)", columns=4, height="auto",
                                       format="png", elem_id="head-gallery", object_fit="contain")
             with gr.Accordion("Raw numbers", open=False):
@@ -234,6 +297,10 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
         api_visibility="private")  # after a download: status line and picker labels
     # Controls re-summarise cached attention (no forward pass); only block and backbone changes run the model.
     gr.on([heads.input, aggregation.input, tokens.input, view.input, face_index.input, centre_crop.input,
-           colormap.input, opacity.release, normalisation.input, vmin.input, vmax.input, block.release],
+           colormap.input, opacity.release, normalisation.input, vmin.submit, vmin.blur, vmax.submit, vmax.blur],
           inspect, controls.inputs, controls.outputs, api_name="rerender", trigger_mode="always_last", preprocess=False)
+    # The block runs the model: on every way of changing it (drag and release, typing + Enter, arrow keys), the
+    # last value wins. A backbone change that moves it runs here too (cached: its own re-inspect is a re-render).
+    block.change(inspect, controls.inputs, controls.outputs, api_name="rerun_block", trigger_mode="always_last",
+                 preprocess=False)
     return controls

@@ -23,6 +23,12 @@ def _load_model(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.random_init and not args.backbone and not args.weights:
+        from attn_core.zoo.registry import DEFAULT_BACKBONE
+
+        args.backbone = DEFAULT_BACKBONE
+        print(f"Random weights (mechanics only, the scores mean nothing about face quality) of {DEFAULT_BACKBONE}, "
+              f"the default architecture; choose another with --backbone NAME.", file=sys.stderr)
     return FaceQualityModel(args.backbone, weights=args.weights, device=args.device, random_init=args.random_init,
                             num_heads=args.num_heads, precision=args.precision, compile=args.compile)
 

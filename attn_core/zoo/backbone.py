@@ -218,6 +218,10 @@ def spec_from_checkpoint(state_dict: dict[str, torch.Tensor], name: str, num_hea
     )
 
 
+_RANDOM_HINT = (" To see the mechanics without trained weights: random_init=True (CLI: --random-init); that score "
+                "means nothing about face quality.")
+
+
 def _resolve_path(spec: BackboneSpec, weights: str | Path | None) -> Path:
     if weights is None:
         found = local_weights(spec)
@@ -227,13 +231,14 @@ def _resolve_path(spec: BackboneSpec, weights: str | Path | None) -> Path:
 
             if offline_reason():
                 raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine, and "
-                                           f"{offline_reason()}. {how_to_get(spec)}")
+                                           f"{offline_reason()}. {how_to_get(spec)}{_RANDOM_HINT}")
             try:  # first use: download (progress bar on stderr), cached for every later run
                 return fetch_weights(spec.name)
             except HubError as error:
-                raise BackboneNotAvailable(f"{spec.name}: {error} {how_to_get(spec)}") from None
+                raise BackboneNotAvailable(f"{spec.name}: {error} {how_to_get(spec)}{_RANDOM_HINT}") from None
         if found is None:
-            raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine. {how_to_get(spec)}")
+            raise BackboneNotAvailable(f"No trained weights for {spec.name} on this machine. {how_to_get(spec)}"
+                                       f"{_RANDOM_HINT}")
         return found
     text = str(weights)
     if text.startswith(HF_SCHEME):
@@ -288,9 +293,10 @@ def load_backbone(
     from attn_core.zoo.registry import resolve_default
 
     device = torch.device(device) if device is not None else _default_device()
-    if random_init and not name:
-        raise ValueError("Random weights of which architecture? Name one with --backbone NAME (random_init needs a "
-                         "backbone name; `attn-fiqa backbones --all` lists them).")
+    if random_init and not name and weights is None:
+        from attn_core.zoo.registry import DEFAULT_BACKBONE
+
+        name = DEFAULT_BACKBONE  # random weights need no download: the default architecture (small and fast)
     timm_folder = _timm_folder_architecture(weights) if not name and weights is not None else None
     if timm_folder:
         spec = _generic_timm(Path(weights).expanduser(), timm_folder)

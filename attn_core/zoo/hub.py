@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 
 OFFLINE_VALUES = ("1", "true", "yes", "on")
+# Set once by a caller that found the Hub unreachable (the app at launch): from then on everything behaves as with
+# HF_HUB_OFFLINE=1 (no download is attempted, nothing is promised), instead of each request retrying for ~25 s.
+_unreachable: dict[str, str] = {}
 
 
 class HubError(RuntimeError):
@@ -20,7 +23,15 @@ def offline_reason() -> str | None:
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(variable, "").strip().lower() in OFFLINE_VALUES:
             return f"offline mode is on ({variable}={os.environ[variable]})"
-    return None
+    return _unreachable.get("reason")
+
+
+def treat_as_offline(reason: str | None) -> None:
+    """Behave as offline from now on, for ``reason`` (e.g. the Hub did not answer at launch); None undoes it."""
+    if reason is None:
+        _unreachable.pop("reason", None)
+    else:
+        _unreachable["reason"] = reason
 
 
 def endpoint() -> str:

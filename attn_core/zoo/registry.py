@@ -269,6 +269,12 @@ def how_to_get(spec: BackboneSpec) -> str:
     if source.kind == "bundled":
         return (f"The bundled weights assets/{source.location} are missing from this install; reinstall ATTN-FIQA "
                 f"from a full checkout (`pip install -e .`).")
+    if source.kind in ("hf", "timm") and source.location:
+        from attn_core.zoo.hub import offline_reason
+
+        if offline_reason():  # nothing can be downloaded: only the ways that work without a connection
+            return (f"Without a connection: copy a Hugging Face cache that holds {source.location} (HF_HOME), copy "
+                    f"its weights file to {weights_home()}/{spec.name}.safetensors, or pass --weights FILE.")
     return source.how_to_get.format(home=weights_home(), name=spec.name, file=source.location)
 
 
@@ -318,7 +324,9 @@ def no_backbone_message(reason: str = "") -> str:
         "trained for face recognition." + (f" {reason}" if reason else "") + " Add one: online, run `attn-fiqa fetch` "
         f"(downloads {ONLINE_DEFAULT}, about {_REGISTRY[ONLINE_DEFAULT].weights.size_mb:.0f} MB); offline, pass "
         "`--weights FILE` (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for "
-        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
+        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`). To see "
+        "the mechanics meanwhile, use seeded random weights: --random-init (library: random_init=True); that score "
+        "means nothing about face quality."
     )
 
 
@@ -363,6 +371,15 @@ def fetch_weights(name: str = "", *, offline: bool | None = None) -> Path:
         raise BackboneNotAvailable(f"{spec.name}: not in the local Hugging Face cache, and --offline was given. "
                                    f"{how_to_get(spec)}")
     repo = spec.weights.location
+    from attn_core.zoo.hub import check_reachable, offline_reason
+
+    if not offline_reason():
+        # One quick request first: an unreachable Hub fails in a second, not after huggingface_hub's ~25 s of retries.
+        reason = check_reachable(repo, timeout=3.0)
+        if reason:
+            raise BackboneNotAvailable(
+                f"{spec.name} cannot be downloaded: {reason}. Without a connection, set HF_HUB_OFFLINE=1 or pass "
+                f"--offline to use only the local cache. {how_to_get(spec)}")
     if spec.weights.kind == "timm":
         # Exactly the files timm's hf-hub loader reads: the repo's config.json (architecture, preprocessing) first.
         download(repo, "config.json")
