@@ -131,15 +131,6 @@ INSPECT_OUTPUTS = ("photo with face boxes", "aligned crop", "overlay on crop", "
                    "score", "per-head maps", "faces found", "details")
 
 
-def inspect(*args, **kwargs):
-    """Score a photo and show why (``_inspect``); a request that cannot run says so once, in the score box, instead of
-    an error badge on every output and a toast over the controls."""
-    try:
-        return _inspect(*args, **kwargs)
-    except gr.Error as error:
-        return _no_result(error.message)
-
-
 @user_errors
 def _inspect(image: Any, backbone: str, random_weights: bool = False, block: int = -1, heads: list[int] | None = None,
             aggregation: str = "mean", tokens: str = "all", face_index: int = 0, view: int = MEAN_VIEW,
@@ -215,6 +206,16 @@ def _inspect(image: Any, backbone: str, random_weights: bool = False, block: int
     }
     pictures = [photo_file(photo_boxes), png_file(face.aligned), png_file(on_crop), photo_file(on_photo), png_file(raw)]
     return (*pictures, score_md, [(png_file(p), caption) for p, caption in gallery], faces_md, details)
+
+
+@functools.wraps(_inspect)  # the API info names _inspect's parameters
+def inspect(*args, **kwargs):
+    """Score a photo and show why (``_inspect``); a request that cannot run says so once, in the score box, instead of
+    an error badge on every output and a toast over the controls."""
+    try:
+        return _inspect(*args, **kwargs)
+    except gr.Error as error:
+        return _no_result(error.message)
 
 
 @dataclass
