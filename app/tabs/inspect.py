@@ -292,7 +292,8 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
     controls.outputs = [boxes_img, crop_img, crop_overlay_img, photo_overlay_img, raw_map_img, score_md, head_gallery,
                         faces_md, details]
     # preprocess=False: the uploaded file reaches attn_core as it is (its own loader handles EXIF, formats and
-    # unreadable files with a plain message); Gradio still checks every path is an upload before the call.
+    # unreadable files with a plain message). Gradio checks only payloads that carry "meta":
+    # app.photos.image_path checks every file of every request (upload cache or examples, regular, size-capped).
     image.change(inspect, controls.inputs, controls.outputs, api_name="inspect", preprocess=False).success(
         after_score, [backbone, random_weights], [status, backbone],
         api_visibility="private")  # after a download: status line and picker labels
