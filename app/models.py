@@ -100,7 +100,8 @@ def startup_state() -> Startup:
     if offline_reason() is None:  # (offline mode already says so itself)
         treat_as_offline(reason)
     # The picker shows what a connection would give (the online default), never an unshipped backbone.
-    return Startup(ONLINE_DEFAULT, False, no_backbone_message(f"Nothing can be downloaded now: {reason}."))
+    return Startup(ONLINE_DEFAULT, False, no_backbone_message(f"Nothing can be downloaded now: {reason}.",
+                                                                random_hint=False))
 
 
 @functools.lru_cache(maxsize=1)

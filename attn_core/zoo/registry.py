@@ -318,15 +318,17 @@ def installed_default() -> str | None:
     return None
 
 
-def no_backbone_message(reason: str = "") -> str:
+def no_backbone_message(reason: str = "", random_hint: bool = True) -> str:
+    """Why there is no face-quality score and how to add weights; ``random_hint``: also how to see the mechanics
+    (the CLI's and library's words; the app has its own button)."""
     return (
         "No face-trained backbone is installed on this machine, and the score only means face quality on a ViT "
         "trained for face recognition." + (f" {reason}" if reason else "") + " Add one: online, run `attn-fiqa fetch` "
         f"(downloads {ONLINE_DEFAULT}, about {_REGISTRY[ONLINE_DEFAULT].weights.size_mb:.0f} MB); offline, pass "
         "`--weights FILE` (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for "
-        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`). To see "
-        "the mechanics meanwhile, use seeded random weights: --random-init (library: random_init=True); that score "
-        "means nothing about face quality."
+        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
+        + (" To see the mechanics meanwhile, use seeded random weights: --random-init (library: random_init=True); "
+           "that score means nothing about face quality." if random_hint else "")
     )
 
 
