@@ -273,9 +273,13 @@ def how_to_get(spec: BackboneSpec) -> str:
         from attn_core.zoo.hub import offline_reason
 
         if offline_reason():  # nothing can be downloaded: only the ways that work without a connection
-            return (f"Without a connection: copy a Hugging Face cache that holds {source.location} (HF_HOME), copy "
-                    f"its weights file to {weights_home()}/{spec.name}.safetensors, or pass --weights FILE.")
+            return _offline_how_to_get(spec)
     return source.how_to_get.format(home=weights_home(), name=spec.name, file=source.location)
+
+
+def _offline_how_to_get(spec: BackboneSpec) -> str:
+    return (f"Without a connection: copy a Hugging Face cache that holds {spec.weights.location} (HF_HOME), copy its "
+            f"weights file to {weights_home()}/{spec.name}.safetensors, or pass --weights FILE.")
 
 
 def local_weights(spec: BackboneSpec) -> Path | None:
@@ -381,7 +385,7 @@ def fetch_weights(name: str = "", *, offline: bool | None = None) -> Path:
         if reason:
             raise BackboneNotAvailable(
                 f"{spec.name} cannot be downloaded: {reason}. Without a connection, set HF_HUB_OFFLINE=1 or pass "
-                f"--offline to use only the local cache. {how_to_get(spec)}")
+                f"--offline to use only the local cache. {_offline_how_to_get(spec)}")
     if spec.weights.kind == "timm":
         # Exactly the files timm's hf-hub loader reads: the repo's config.json (architecture, preprocessing) first.
         download(repo, "config.json")
