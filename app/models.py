@@ -106,7 +106,7 @@ def startup_state() -> Startup:
         treat_as_offline(reason)
     # The picker shows what a connection would give (the online default), never an unshipped backbone.
     return Startup(ONLINE_DEFAULT, False,
-                   public_message(no_backbone_message(f"Nothing can be downloaded now: {reason}.")))
+                   public_message(no_backbone_message(f"Nothing can be downloaded now: {reason}.", random_hint=False)))
 
 
 @functools.lru_cache(maxsize=1)

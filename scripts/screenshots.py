@@ -3,8 +3,9 @@
     python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
 
-Without face-trained weights the app's default backbone cannot run, so the script ticks the random-weights
-opt-in (the screenshots then say "random weights" on every score, as the app does).
+Without face-trained weights the app's default backbone cannot run: the script then shows the offline first run
+(first_run_start/before/after.png: a photo refused in one sentence, then the banner's "Try the mechanics with random
+weights" button) and keeps the one random-weights switch ticked (every score then says "random weights").
 """
 
 from __future__ import annotations
@@ -68,15 +69,27 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
             page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1)
             page.goto(demo.local_url, wait_until="networkidle")
             page.wait_for_selector("#inspect-image", timeout=TIMEOUT_MS)
-            if needs_random:
-                page.locator("#random-weights input[type=checkbox]").check()
-                wait_idle(page)
 
             def shot(name: str) -> None:
                 path = out / f"{name}.png"
                 page.screenshot(path=str(path), full_page=True)
                 saved.append(path)
                 print(f"saved {path}")
+
+            if needs_random:
+                # The offline first run, as a newcomer sees it: a photo without weights (one sentence in the score
+                # box), then the banner's one-click button (random weights, the photo inspected).
+                shot("first_run_start")
+                upload(page, "inspect-image", EXAMPLES / "person_a_1.jpg")
+                page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('No trained')",
+                                       timeout=TIMEOUT_MS)
+                wait_idle(page)
+                shot("first_run_before")
+                page.locator("#try-random").click()
+                page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score')",
+                                       timeout=TIMEOUT_MS)
+                wait_idle(page)
+                shot("first_run_after")
 
             upload(page, "inspect-image", EXAMPLES / "person_b_1.jpg")
             page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score')",
@@ -95,7 +108,6 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
 
             open_tab(page, "Compare backbones")
             upload(page, "compare-image", EXAMPLES / "person_b_1.jpg")
-            page.locator("#compare-random input[type=checkbox]").check()
             page.locator("#compare").click()
             page.wait_for_selector("#compare-gallery img", timeout=TIMEOUT_MS)
             wait_idle(page)
@@ -111,8 +123,6 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
             shot("batch")
 
             open_tab(page, "Evaluate")  # the bundled demo set, the default backbone, sface
-            if needs_random:
-                page.locator("#eval-random input[type=checkbox]").check()
             page.locator("#evaluate").click()
             page.wait_for_selector("#eval-plots img", timeout=TIMEOUT_MS)
             wait_idle(page)

@@ -246,7 +246,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
             image = photo_input("Photo (upload, webcam or paste)", "inspect-image")
             examples(image)
             with gr.Accordion("Attention", open=True):
-                block = gr.Slider(0, spec.depth - 1, value=spec.depth - 1, step=1, label="Block",
+                block = gr.Slider(0, spec.depth - 1, value=spec.depth - 1, step=1, label="Block", elem_id="block",
                                   info="transformer block read (default: the last, as in the paper)")
                 heads = gr.CheckboxGroup([(f"head {h}", h) for h in range(spec.num_heads)], value=[],
                                          label="Heads", info="none ticked = all heads (the paper)", elem_id="heads")

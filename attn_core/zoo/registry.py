@@ -273,9 +273,13 @@ def how_to_get(spec: BackboneSpec) -> str:
         from attn_core.zoo.hub import offline_reason
 
         if offline_reason():  # nothing can be downloaded: only the ways that work without a connection
-            return (f"Without a connection: copy a Hugging Face cache that holds {source.location} (HF_HOME), copy "
-                    f"its weights file to {weights_home()}/{spec.name}.safetensors, or pass --weights FILE.")
+            return _offline_how_to_get(spec)
     return source.how_to_get.format(home=weights_home(), name=spec.name, file=source.location)
+
+
+def _offline_how_to_get(spec: BackboneSpec) -> str:
+    return (f"Without a connection: copy a Hugging Face cache that holds {spec.weights.location} (HF_HOME), copy its "
+            f"weights file to {weights_home()}/{spec.name}.safetensors, or pass --weights FILE.")
 
 
 def local_weights(spec: BackboneSpec) -> Path | None:
@@ -318,15 +322,17 @@ def installed_default() -> str | None:
     return None
 
 
-def no_backbone_message(reason: str = "") -> str:
+def no_backbone_message(reason: str = "", random_hint: bool = True) -> str:
+    """Why there is no face-quality score and how to add weights; ``random_hint``: also how to see the mechanics
+    (the CLI's and library's words; the app has its own button)."""
     return (
         "No face-trained backbone is installed on this machine, and the score only means face quality on a ViT "
         "trained for face recognition." + (f" {reason}" if reason else "") + " Add one: online, run `attn-fiqa fetch` "
         f"(downloads {ONLINE_DEFAULT}, about {_REGISTRY[ONLINE_DEFAULT].weights.size_mb:.0f} MB); offline, pass "
         "`--weights FILE` (any insightface / CVLFace / TransFace ViT checkpoint; `attn-fiqa app --weights FILE` for "
-        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`). To see "
-        "the mechanics meanwhile, use seeded random weights: --random-init (library: random_init=True); that score "
-        "means nothing about face quality."
+        f"the app) or copy a checkpoint to {weights_home()}/<backbone-name>.pt (see `attn-fiqa backbones`)."
+        + (" To see the mechanics meanwhile, use seeded random weights: --random-init (library: random_init=True); "
+           "that score means nothing about face quality." if random_hint else "")
     )
 
 
@@ -379,7 +385,7 @@ def fetch_weights(name: str = "", *, offline: bool | None = None) -> Path:
         if reason:
             raise BackboneNotAvailable(
                 f"{spec.name} cannot be downloaded: {reason}. Without a connection, set HF_HUB_OFFLINE=1 or pass "
-                f"--offline to use only the local cache. {how_to_get(spec)}")
+                f"--offline to use only the local cache. {_offline_how_to_get(spec)}")
     if spec.weights.kind == "timm":
         # Exactly the files timm's hf-hub loader reads: the repo's config.json (architecture, preprocessing) first.
         download(repo, "config.json")
