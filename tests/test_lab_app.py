@@ -90,23 +90,41 @@ def test_click_a_patch_in_chromium(server, captures):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(90_000)
             page.goto(server.local_url, wait_until="networkidle")
-            page.locator("#backbone input").fill(TINY)
-            page.locator("#backbone input").press("Enter")
-            page.locator("#random-weights input[type=checkbox]").check()
+            from app import models
+            from attn_core.zoo.registry import get_spec, weights_available
+
+            startup = models.startup_state()
+            grid = get_spec(startup.default_backbone).grid
+            if not weights_available(get_spec(startup.default_backbone)):
+                page.locator("#random-weights input[type=checkbox]").check()
+                page.wait_for_function(
+                    "() => document.querySelector('#backbone-status').innerText.includes('Random weights')")
             page.locator("#inspect-image input[type=file]").set_input_files(PHOTO)
             page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score ')")
             page.get_by_role("tab", name="Attention lab").click()
-            page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (7, 7)')")
+            centre = f"patch ({grid[0] // 2}, {grid[1] // 2})"
+            try:
+                page.wait_for_function(f"() => document.querySelector('#lab-caption')?.innerText.includes({centre!r})")
+            except Exception:
+                page.screenshot(path=os.environ.get("LAB_SCREENSHOT", os.devnull))
+                raise
             before = page.locator("#lab-row img").get_attribute("src")
             face = page.locator("#lab-face img")
             face.wait_for(state="visible")
             box = face.bounding_box()
-            # Patch (2, 11) of the 14x14 grid: its centre, in the picture's own pixels scaled to the shown box.
-            page.mouse.click(box["x"] + box["width"] * (11.5 / 14), box["y"] + box["height"] * (2.5 / 14))
-            page.wait_for_function("() => document.querySelector('#lab-caption').innerText.includes('patch (2, 11)')")
+            # Patch (2, cols - 3): its centre, in the picture's own pixels scaled to the shown box (the grid covers
+            # grid * patch of the input's pixels).
+            spec = get_spec(startup.default_backbone)
+            covered = spec.patch_size / spec.input_size
+            col = grid[1] - 3
+            # The square picture is drawn "object-fit: contain" in its box: centred, its side the box's shorter side.
+            side = min(box["width"], box["height"])
+            left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+            page.mouse.click(left + side * covered * (col + 0.5), top + side * covered * 2.5)
+            page.wait_for_function(f"() => document.querySelector('#lab-caption').innerText.includes('patch (2, {col})')")
             page.wait_for_function(f"() => document.querySelector('#lab-row img').src !== {before!r}")
-            assert page.locator("#lab-query input, #lab-query textarea").first.input_value() == "2,11"
-            assert re.search(r"token \d+ of 196", page.locator("#lab-caption").inner_text())
+            assert page.locator("#lab-query input, #lab-query textarea").first.input_value() == f"2,{col}"
+            assert re.search(rf"token \d+ of {spec.num_tokens}", page.locator("#lab-caption").inner_text())
             assert len(captures) == 1  # the click re-read the cached q/k
         finally:
             browser.close()

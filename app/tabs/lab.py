@@ -174,7 +174,7 @@ def lab_qk(image, backbone, random_weights, block, head, query_text, key_text):
     query, chosen = _query(lab, query_text), _head(head)
     head = 0 if chosen is None else chosen  # q.k terms belong to one head: the mean of heads shows head 0's
     terms = lab.qk_terms(block, head, query, key)
-    picture = attention_lab.qk_terms_figure(lab, block, head, query, key)
+    picture = attention_lab.qk_terms_picture(lab, block, head, query, key)
     note = " (q.k terms are those of one head: choose a head; head 0 shown.)" if chosen is None else ""
     return png_file(picture), (f"{_name(lab, query)} -> {_name(lab, key)}, head {head}: the {len(terms)} terms sum "
                                f"to {terms.sum():+.6f} = the logit L[{head}, {query}, {key}] = "

@@ -16,11 +16,13 @@ from attn_core.lab.pictures import (
     face_grid_picture,
     matrix_picture,
     model_view_picture,
+    qk_terms_picture,
     token_picture,
 )
 
 __all__ = [
     "AttentionLab", "HeadStats", "block_scores_figure", "capture_lab", "explain_record", "face_grid_image",
     "head_stats_figure", "matrix_figure", "model_view_figure", "offsets_figure", "qk_terms_figure", "row_figure",
-    "softmax_lesson", "face_grid_picture", "matrix_picture", "model_view_picture", "token_picture",
+    "softmax_lesson", "face_grid_picture", "matrix_picture", "model_view_picture", "qk_terms_picture",
+    "token_picture",
 ]

@@ -128,9 +128,14 @@ class AttentionLab:
         return np.asarray(values)[..., self.num_prefix_tokens:].reshape(*np.shape(values)[:-1], *self.grid)
 
     # -- views --------------------------------------------------------------------------------------------------
-    def _qk(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+    def _qk(self, block: int, heads: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """q and k of ``block`` (only ``heads``, if given) in float64: the views' arithmetic is float64 on the
+        captured float32 q and k; slicing first keeps a click from converting every head of every block."""
         index = self.block_index(block)
-        return self.queries[index].astype(np.float64), self.keys[index].astype(np.float64)
+        q, k = self.queries[index], self.keys[index]
+        if heads is not None:
+            q, k = q[heads], k[heads]
+        return q.astype(np.float64), k.astype(np.float64)
 
     def head_logits(self, block: int) -> np.ndarray:
         """(H, N, N) pre-softmax logits L[h] = Q_h K_h^T * scale of every head of ``block``."""
@@ -139,7 +144,8 @@ class AttentionLab:
 
     def matrix(self, block: int, head: HeadChoice = None) -> np.ndarray:
         """(N, N) logits of a head (or the mean of the chosen heads): rows are queries, columns keys."""
-        return self.head_logits(block)[self.heads_of(head)].mean(axis=0)
+        q, k = self._qk(block, self.heads_of(head))
+        return (q @ k.transpose(0, 2, 1)).mean(axis=0) * self.scale
 
     def head_softmax(self, block: int) -> np.ndarray:
         """(H, N, N) softmax over keys of every head's logit rows: each row sums to 1."""
@@ -147,34 +153,29 @@ class AttentionLab:
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return shifted / shifted.sum(axis=-1, keepdims=True)
 
+    def _head_rows(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
+        q, k = self._qk(block, self.heads_of(head))
+        return np.einsum("hd,hnd->hn", q[:, self._check_token(query)], k) * self.scale
+
     def row(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         """(N,) logits of query token ``query`` over every key, q_i . k_j * scale."""
-        q, k = self._qk(block)
-        query = self._check_token(query)
-        heads = self.heads_of(head)
-        return np.einsum("hd,hnd->hn", q[heads, query], k[heads]).mean(axis=0) * self.scale
+        return self._head_rows(block, head, query).mean(axis=0)
 
     def row_softmax(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         """(N,) softmax of that row (for several heads: the mean of their softmax rows)."""
-        q, k = self._qk(block)
-        query = self._check_token(query)
-        heads = self.heads_of(head)
-        logits = np.einsum("hd,hnd->hn", q[heads, query], k[heads]) * self.scale
+        logits = self._head_rows(block, head, query)
         probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return (probabilities / probabilities.sum(axis=-1, keepdims=True)).mean(axis=0)
 
     def column(self, block: int, head: HeadChoice, key: int) -> np.ndarray:
         """(N,) logits that key token ``key`` receives from every query."""
-        q, k = self._qk(block)
-        key = self._check_token(key)
-        heads = self.heads_of(head)
-        return np.einsum("hnd,hd->hn", q[heads], k[heads, key]).mean(axis=0) * self.scale
+        q, k = self._qk(block, self.heads_of(head))
+        return np.einsum("hnd,hd->hn", q, k[:, self._check_token(key)]).mean(axis=0) * self.scale
 
     def row_offsets(self, block: int, head: HeadChoice = None) -> np.ndarray:
         """(N,) o[i] = mean_j L[i, j] = q_i . (mean_j k_j) * scale: what softmax discards from each row."""
-        q, k = self._qk(block)
-        heads = self.heads_of(head)
-        return np.einsum("hnd,hd->hn", q[heads], k[heads].mean(axis=1)).mean(axis=0) * self.scale
+        q, k = self._qk(block, self.heads_of(head))
+        return np.einsum("hnd,hd->hn", q, k.mean(axis=1)).mean(axis=0) * self.scale
 
     def head_row_offsets(self, block: int) -> np.ndarray:
         """(H, N) the row offsets of every head."""
@@ -183,15 +184,15 @@ class AttentionLab:
 
     def received(self, block: int, head: HeadChoice = None) -> np.ndarray:
         """(N,) m_j = mean_i L[i, j] = (mean_i q_i) . k_j * scale: the per-patch map (prefix keys first)."""
-        q, k = self._qk(block)
-        heads = self.heads_of(head)
-        return np.einsum("hd,hnd->hn", q[heads].mean(axis=1), k[heads]).mean(axis=0) * self.scale
+        q, k = self._qk(block, self.heads_of(head))
+        return np.einsum("hd,hnd->hn", q.mean(axis=1), k).mean(axis=0) * self.scale
 
     def qk_terms(self, block: int, head: int, query: int, key: int) -> np.ndarray:
         """(head_dim,) t_d = q_i[d] k_j[d] * scale of one head; they sum to L[head, query, key]."""
-        q, k = self._qk(block)
-        (head,) = self.heads_of(head)
-        return q[head, self._check_token(query)] * k[head, self._check_token(key)] * self.scale
+        if head is None or np.ndim(head) != 0:
+            raise ValueError("The q.k terms are those of one head: give a single head number.")
+        q, k = self._qk(block, self.heads_of(head))
+        return q[0, self._check_token(query)] * k[0, self._check_token(key)] * self.scale
 
     def head_scores(self, block: int) -> np.ndarray:
         """(H,) each head's score at ``block``: the mean of its logit matrix (= mean of its row offsets)."""

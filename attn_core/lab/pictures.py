@@ -122,3 +122,34 @@ def model_view_picture(lab: AttentionLab, aligned: np.ndarray, view: str, query:
             if selected is not None and selected[0] == b and selected[1] in (None, h):
                 cv2.rectangle(canvas, (x, y), (x + thumb - 1, y + thumb - 1), (255, 0, 0), 2)
     return canvas
+
+
+def qk_terms_picture(lab: AttentionLab, block: int, head: int, query: int, key: int, top: int = 16,
+                     width: int = 560, height: int = 240) -> np.ndarray:
+    """Bars of the largest per-dimension terms q_i[d] k_j[d] * scale (red positive, blue negative), labelled with
+    their dimension, and the sum of all terms = the logit."""
+    terms = lab.qk_terms(block, head, query, key)
+    order = np.argsort(-np.abs(terms))[:top]
+    shown = terms[order]
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    font, top_margin, bottom_margin, left = cv2.FONT_HERSHEY_SIMPLEX, 30, 34, 60
+    plot_h = height - top_margin - bottom_margin
+    extent = float(np.abs(shown).max()) or 1.0
+    zero = top_margin + plot_h // 2
+    step = (width - left - 10) / max(len(shown), 1)
+    cv2.line(canvas, (left, zero), (width - 10, zero), INK, 1)
+    for value, y in ((extent, top_margin), (-extent, top_margin + plot_h)):
+        cv2.putText(canvas, f"{value:+.3g}", (4, y + 4), font, 0.34, INK, 1, cv2.LINE_AA)
+    for slot, (dimension, value) in enumerate(zip(order, shown)):
+        x0 = int(left + slot * step + 2)
+        x1 = int(left + (slot + 1) * step - 2)
+        y = int(round(zero - value / extent * (plot_h / 2)))
+        colour = (214, 39, 40) if value > 0 else (31, 119, 180)
+        cv2.rectangle(canvas, (x0, min(y, zero)), (x1, max(y, zero)), colour, -1)
+        cv2.putText(canvas, str(int(dimension)), (x0, height - bottom_margin + 14), font, 0.32, INK, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "dimension d (largest |term| first)", (left, height - 6), font, 0.36, INK, 1, cv2.LINE_AA)
+    names = [lab.patch_of_token(t) for t in (query, key)]
+    who = [f"patch {n}" if n is not None else f"token {t}" for n, t in zip(names, (query, key))]
+    cv2.putText(canvas, f"{who[0]} -> {who[1]}, head {head}: sum of all {len(terms)} terms = logit {terms.sum():+.4f}",
+                (6, 18), font, 0.4, INK, 1, cv2.LINE_AA)
+    return canvas
