@@ -25,7 +25,9 @@ import numpy as np
 
 PHOTO_DISPLAY_SIDE = 1280  # pictures of the whole photo are shown at most this large
 PHOTO_QUALITY = 95
-KEEP_SECONDS = 300  # Gradio has copied a picture long before this
+# Gradio has copied a picture, a CSV or a report into its own cache long before this; ATTN_FIQA_TEMP_KEEP_S shortens it
+# (tests). Gradio's own copies are deleted by the app's ``delete_cache`` (app/ui.py) after the same time.
+KEEP_SECONDS = float(os.environ.get("ATTN_FIQA_TEMP_KEEP_S", 300))
 PRUNE_EVERY = 500  # pictures written between two clean-ups
 
 _lock = threading.Lock()
@@ -33,12 +35,36 @@ _written = 0
 _folder: Path | None = None
 
 
-def _pictures_folder() -> Path:
+def _app_folder() -> Path:
+    """The one temporary folder of this server process: pictures, and each request's files in sub-folders; all of it
+    goes at exit, and each request's files once they are KEEP_SECONDS old (``request_folder``)."""
     global _folder
     if _folder is None:
-        _folder = Path(tempfile.mkdtemp(prefix="attn_fiqa_pictures_"))  # under the temp dir Gradio may serve from
+        _folder = Path(tempfile.mkdtemp(prefix="attn_fiqa_app_"))  # under the temp dir Gradio may serve from
         atexit.register(shutil.rmtree, _folder, True)
     return _folder
+
+
+def _pictures_folder() -> Path:
+    folder = _app_folder() / "pictures"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def request_folder(prefix: str) -> Path:
+    """A new folder for one request's downloads (a CSV, a report); older ones than KEEP_SECONDS are removed first, so
+    the server keeps at most the files of the last few minutes, however many requests it has served."""
+    with _lock:
+        root = _app_folder() / "requests"
+        root.mkdir(exist_ok=True)
+    cutoff = time.time() - KEEP_SECONDS
+    for old in root.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another request removed it first
+            pass
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def png_file(rgb: np.ndarray) -> str:

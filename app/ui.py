@@ -13,6 +13,7 @@ import gradio as gr  # noqa: E402
 from app import models  # noqa: E402
 from app.models import RANDOM_LABEL  # noqa: E402
 from app.photos import EXAMPLES_DIR, example_paths  # noqa: E402
+from app.pictures import KEEP_SECONDS  # noqa: E402
 from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab  # noqa: E402
 from app.uploads import MAX_UPLOAD  # noqa: E402
 
@@ -36,7 +37,10 @@ CSS = """
 def build_demo() -> gr.Blocks:
     startup = models.startup_state()
     spec = models.spec_of(startup.default_backbone)
-    with gr.Blocks(title="ATTN-FIQA: face image quality from attention") as demo:
+    # Gradio's copies of what requests uploaded and were sent back are deleted once KEEP_SECONDS old (checked as often),
+    # and all of them when the app stops; the app's own temporary files follow the same clock (app.pictures).
+    keep = max(1, round(KEEP_SECONDS))
+    with gr.Blocks(title="ATTN-FIQA: face image quality from attention", delete_cache=(keep, keep)) as demo:
         gr.Markdown("# ATTN-FIQA\nTraining-free face image quality from the pre-softmax attention of a face-recognition "
                     "ViT, with maps that show why. **Higher score = better.**")
         try_random = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import gradio as gr
 from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
 from app.models import load_model, weights_warning
 from app.photos import option_values
-from app.pictures import png_file
+from app.pictures import png_file, request_folder
 from app.tabs.inspect import InspectControls
 from app.uploads import (
     MAX_BATCH_FILES,
@@ -68,7 +67,7 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
 
     lowest = pictures(scored[::-1][:GALLERY_SIZE])
     highest = pictures(scored[:GALLERY_SIZE])
-    csv_path = Path(tempfile.mkdtemp(prefix="attn_fiqa_csv_")) / "attn_fiqa_scores.csv"
+    csv_path = request_folder("attn_fiqa_csv_") / "attn_fiqa_scores.csv"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "score", "faces_found", "error", "backbone", "weights", "weights_sha256", "precision",

@@ -13,6 +13,7 @@ import gradio as gr
 from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
 from app.models import backbone_choices, backbone_specs, load_model
 from app.photos import image_path
+from app.pictures import request_folder
 from app.uploads import BatchInputs, unzip
 from attn_core.eval import (
     DEFAULT_FMRS,
@@ -122,7 +123,7 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
                          f"another matcher (sface is the default).")
     models = [load_model(name, random_weights) for name in backbones]  # never random unless ticked
     work = Path(tempfile.mkdtemp(prefix="attn_fiqa_eval_"))
-    out_dir = Path(tempfile.mkdtemp(prefix="attn_fiqa_eval_out_"))
+    out_dir = request_folder("attn_fiqa_eval_out_")
     try:
         progress(0.0, desc="preparing the data")
         root, shown, names, skipped = _evaluation_data(source, data_zip, work)
