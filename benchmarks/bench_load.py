@@ -26,6 +26,8 @@ import socket
 import statistics
 import subprocess
 import sys
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +45,13 @@ def _free_port() -> int:
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -153,11 +162,15 @@ def main() -> int:
     parser.add_argument("--backbone", default="cvlface-vit-s-adaface")
     parser.add_argument("--client", choices=["http", "gradio_client"], default="http")
     parser.add_argument("--precision", default="auto", help="the app's --precision (default auto, as it launches)")
+    parser.add_argument("--rounds", type=int, default=1, help="load rounds; the server's RSS is printed after each")
+    parser.add_argument("--idle", type=float, default=0, help="seconds idle after the rounds, then RSS once more")
     args = parser.parse_args()
     make_user = HttpUser if args.client == "http" else GradioClientUser
 
     port = _free_port()
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    server_tmp = Path(tempfile.mkdtemp(prefix="bench_load_tmp_"))  # the server's own temp dir: leftovers are counted
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
+                        "TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
     log = open(os.devnull, "w")
     server = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--precision", args.precision],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.PIPE, text=True)
@@ -176,42 +189,52 @@ def main() -> int:
         print(f"app up and {args.backbone} warm (random weights) after {time.monotonic() - began:.1f} s; "
               f"client: {args.client}")
 
-        latencies: list[float] = []
-        errors: list[str] = []
-        pictures: list[int] = []
+        warm_rss = _rss_mb(server.pid)
+        print(f"server RSS after warm-up: {warm_rss:.0f} MB")
         lock = threading.Lock()
+        for round_number in range(1, args.rounds + 1):
+            latencies: list[float] = []
+            errors: list[str] = []
+            pictures: list[int] = []
 
-        def user(index: int) -> None:
-            person = make_user(url)
-            for request in range(args.requests):
-                start = time.perf_counter()
-                try:
-                    count = person.inspect(EXAMPLES[(index + request) % len(EXAMPLES)], args.backbone)
-                    with lock:
-                        latencies.append(time.perf_counter() - start)
-                        pictures.append(count)
-                except Exception as error:
-                    with lock:
-                        errors.append(f"{type(error).__name__}: {str(error)[:120]}")
+            def user(index: int) -> None:
+                person = make_user(url)
+                for request in range(args.requests):
+                    start = time.perf_counter()
+                    try:
+                        count = person.inspect(EXAMPLES[(index + request) % len(EXAMPLES)], args.backbone)
+                        with lock:
+                            latencies.append(time.perf_counter() - start)
+                            pictures.append(count)
+                    except Exception as error:
+                        with lock:
+                            errors.append(f"{type(error).__name__}: {str(error)[:120]}")
 
-        threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
-        server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
-        server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, _cpu_seconds(os.getpid()) - client_cpu
-        done = max(len(latencies), 1)
-        print(f"\n{args.users} users x {args.requests} /inspect requests in {wall:.1f} s: {len(errors)} error(s), "
-              f"p50 {statistics.median(latencies):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s, "
-              f"{len(latencies) / wall:.2f} requests/s"
-              + (f", {statistics.mean(pictures):.0f} pictures downloaded whole per answer" if any(pictures) else ""))
-        print(f"CPU per request: server {1000 * server_cpu / done:.0f} ms, the {args.users} clients "
-              f"{1000 * client_cpu / done:.0f} ms (clients and server share the {os.cpu_count()} cores)")
-        for error in sorted(set(errors))[:5]:
-            print(f"  error: {error}")
+            threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
+            server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - start
+            server_cpu, client_cpu = _cpu_seconds(server.pid) - server_cpu, _cpu_seconds(os.getpid()) - client_cpu
+            done = max(len(latencies), 1)
+            print(f"\n{args.users} users x {args.requests} /inspect requests in {wall:.1f} s: {len(errors)} error(s), "
+                  f"p50 {statistics.median(latencies):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s, "
+                  f"{len(latencies) / wall:.2f} requests/s"
+                  + (f", {statistics.mean(pictures):.0f} pictures downloaded whole per answer" if any(pictures) else ""))
+            print(f"CPU per request: server {1000 * server_cpu / done:.0f} ms, the {args.users} clients "
+                  f"{1000 * client_cpu / done:.0f} ms (clients and server share the {os.cpu_count()} cores)")
+            for error in sorted(set(errors))[:5]:
+                print(f"  error: {error}")
+
+            rss = _rss_mb(server.pid)
+            print(f"server RSS after round {round_number}: {rss:.0f} MB ({100 * (rss / warm_rss - 1):+.0f} % of warm-up)")
+        if args.idle:
+            time.sleep(args.idle)
+            rss = _rss_mb(server.pid)
+            print(f"server RSS after {args.idle:.0f} s idle: {rss:.0f} MB ({100 * (rss / warm_rss - 1):+.0f} % of warm-up)")
 
         answered, queue_full, other = 0, 0, []
         ready = threading.Barrier(args.burst) if args.burst else None
@@ -244,6 +267,10 @@ def main() -> int:
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=60)
+    left = [p for p in server_tmp.rglob("*") if p.is_file()]
+    print(f"files left in the server's temp dir after it stopped: {len(left)} "
+          f"({sum(p.stat().st_size for p in left) / 2**20:.1f} MB)")
+    shutil.rmtree(server_tmp, ignore_errors=True)
     tracebacks = stderr.count("Traceback")
     print(f"server tracebacks: {tracebacks}")
     if tracebacks:
