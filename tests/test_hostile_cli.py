@@ -126,3 +126,16 @@ def test_resume_refuses_a_file_that_is_not_ours_and_leaves_it(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert str(out) in err and "is not a score file of attn-fiqa" in err and "Traceback" not in err
     assert out.read_text() == text
+
+
+@pytest.mark.parametrize("key, shape", [("pos_embed", (16,)), ("blocks.0.mlp.fc1.weight", ())])
+def test_a_tensor_of_the_wrong_rank_is_named(key: str, shape: tuple) -> None:
+    import torch
+
+    from attn_core.zoo.weights import CheckpointError, infer_face_vit_config
+
+    state = {"patch_embed.proj.weight": torch.zeros(32, 3, 8, 8), "pos_embed": torch.zeros(1, 196, 32),
+             "blocks.0.mlp.fc1.weight": torch.zeros(64, 32)}
+    state[key] = torch.zeros(shape)
+    with pytest.raises(CheckpointError, match=f"key {key} has shape"):
+        infer_face_vit_config(state)
