@@ -27,9 +27,9 @@ from attn_core.zoo.specs import BackboneSpec
 from attn_core.zoo.weights import (
     HF_SCHEME,
     CheckpointError,
-    checkpoint_in_folder,
     check_fits_memory,
     check_head_count,
+    checkpoint_in_folder,
     head_count_from_config,
     infer_face_vit_config,
     load_strict,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -162,9 +163,8 @@ def check_head_count(heads: Any, embed_dim: int, source: str = "the head count")
 def check_finite(state_dict: dict[str, torch.Tensor], source: str = "Checkpoint") -> None:
     """Refuse NaN or infinite weights, naming the first tensor that has them."""
     for key, tensor in state_dict.items():
-        if tensor.is_floating_point() or tensor.is_complex():
-            if not bool(torch.isfinite(tensor).all()):
-                raise CheckpointError(f"{source} tensor {key} contains NaN or infinite values; the weights are corrupt.")
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source} tensor {key} contains NaN or infinite values; the weights are corrupt.")
 
 
 def check_fits_memory(parameters: int, source: str = "The model", bytes_per_parameter: int = 4) -> None:
@@ -194,8 +194,8 @@ def head_count_from_config(checkpoint: Path) -> int | None:
             for key in ("num_heads", "heads", "n_heads"):
                 value = _find_key(config, key)
                 if value is not None:
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-                            or value in (float("inf"), float("-inf")) or value != int(value) or int(value) < 1:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                            or not math.isfinite(value) or value != int(value) or int(value) < 1:
                         raise CheckpointError(f"{config_path} key {key} is {value!r}: it must be a positive whole number.")
                     return int(value)
     return None
