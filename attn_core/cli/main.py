@@ -74,6 +74,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from attn_core.scoring.model import ScoreOptions, expand_paths
 
     out = check_output(args.out, args.resume)  # before any work: a bad --out never costs a run
+    overlay_dir = _overlay_folder(args.save_overlays)
     files, missing = expand_paths(args.paths)
     if not files and not missing:
         print("No image files found in the given paths.", file=sys.stderr)
@@ -81,14 +82,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     model = _load_model(args)
     options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
     skipped: list[tuple[str, str]] = []
-    overlay_dir = Path(args.save_overlays) if args.save_overlays else None
-    if overlay_dir:
-        overlay_dir.mkdir(parents=True, exist_ok=True)
     heads = "all" if args.heads is None else " ".join(map(str, args.heads))
     common = {"backbone": model.spec.name, "block": model.backbone.block_index(args.block), "heads": heads,
               "aggregation": args.aggregation, "tokens": args.tokens, "weights": model.backbone.weights_name,
               "weights_sha256": model.backbone.weights_sha256, "precision": model.precision}
-    scored, ok_files = 0, set()
+    scored, ok_files, overlay_problems = 0, set(), []
     with RowWriter(out, SCORE_FIELDS, resume=args.resume, options=common) as rows:
         earlier = len(rows.done)
         for path, reason in missing:
@@ -116,34 +114,66 @@ def cmd_score(args: argparse.Namespace) -> int:
             scored += 1
             ok_files.add(item.path)
             if overlay_dir:
-                _save_overlay(overlay_dir, item, model.spec)
+                problem = _save_overlay(overlay_dir, item, model.spec)
+                if problem:
+                    overlay_problems.append((str(item.path), problem))
         progress.close()
     print(f"Scored {scored} face(s) from {len(ok_files)} file(s) with "
           f"{model.spec.name} ({model.backbone.weights_name}, {model.precision}); skipped {len(skipped)}."
           + (f" Rows in {out}." if out else ""), file=sys.stderr)
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
+    for path, reason in overlay_problems:
+        print(f"  no overlay for {path}: {reason} (its score is in the rows)", file=sys.stderr)
     if not model.spec.face_trained:
         print(f"Note: {model.spec.name} is not trained for face recognition; its score is not a face-quality "
               f"measure.", file=sys.stderr)
     return 0
 
 
-def _save_overlay(folder: Path, item, spec) -> None:
+def _overlay_folder(option: str | None) -> Path | None:
+    """--save-overlays DIR checked (and created) before any work: one line when it cannot be a folder."""
+    if not option:
+        return None
+    folder = Path(option)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--save-overlays {folder} is a file, not a folder; give a folder for the overlay PNGs.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--save-overlays {folder}: the folder cannot be created ({error.strerror or error}).") from None
+    return folder
+
+
+def _save_overlay(folder: Path, item, spec) -> str:
+    """Write one face's overlay; a failure is returned as its reason (the run goes on), "" when written."""
     from PIL import Image
 
     from attn_core.viz import crop_overlay
 
-    image = crop_overlay(item.result.face.aligned, item.result.patch_map, spec)
-    Image.fromarray(image).save(folder / overlay_name(item.path, item.face_index))
+    try:
+        image = crop_overlay(item.result.face.aligned, item.result.patch_map, spec)
+        Image.fromarray(image).save(folder / overlay_name(item.path, item.face_index))
+    except OSError as error:
+        return f"the overlay could not be written to {folder} ({error.strerror or error})"
+    return ""
+
+
+OVERLAY_STEM_BYTES = 120  # a file name may have 255 bytes; the hash and suffix add 20
 
 
 def overlay_name(path: Path, face_index: int) -> str:
-    """``<stem>_<hash of the full path>_face<i>.png``: files of the same name in different folders never collide."""
-    import hashlib
+    """``<stem>_<hash of the full path>_face<i>.png``: files of the same name in different folders never collide.
 
-    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
-    return f"{Path(path).stem}_{digest}_face{face_index}.png"
+    The stem is cut to 120 bytes (the hash keeps cut names apart); any bytes of the name, UTF-8 or not, are hashed."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha1(os.fsencode(Path(path).resolve())).hexdigest()[:8]
+    stem = Path(path).stem
+    while len(os.fsencode(stem)) > OVERLAY_STEM_BYTES:
+        stem = stem[:-1]
+    return f"{stem}_{digest}_face{face_index}.png"
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:

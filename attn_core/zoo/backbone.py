@@ -27,6 +27,8 @@ from attn_core.zoo.specs import BackboneSpec
 from attn_core.zoo.weights import (
     HF_SCHEME,
     CheckpointError,
+    check_fits_memory,
+    check_head_count,
     checkpoint_in_folder,
     head_count_from_config,
     infer_face_vit_config,
@@ -117,6 +119,18 @@ class Backbone:
     def weights_name(self) -> str:
         """The weights' file name, or "random (seed N)"."""
         return Path(self.weights).name if self.weights_sha256 else self.weights
+
+
+def face_vit_parameters(spec: BackboneSpec) -> int:
+    """Parameters a face-ViT of ``spec`` would allocate, from its declared numbers alone (docs/DESIGN.md 2.1)."""
+    dim, patches = spec.embed_dim, spec.grid[0] * spec.grid[1]
+    hidden = int(round(dim * spec.mlp_ratio))
+    block = 4 * dim + 3 * dim * dim + dim * dim + dim + 2 * dim * hidden + hidden + dim
+    total = 3 * dim * spec.patch_size**2 + dim + patches * dim + spec.depth * block + 2 * dim
+    total += patches * dim * dim + 4 * dim + dim * spec.out_dim + 4 * spec.out_dim
+    if spec.gated:
+        total += patches * dim * patches + patches * patches
+    return total
 
 
 def build_module(spec: BackboneSpec) -> nn.Module:
@@ -252,7 +266,10 @@ def _resolve_path(spec: BackboneSpec, weights: str | Path | None) -> Path:
 def _fit_face_vit_spec(spec: BackboneSpec, state_dict: dict, path: Path, num_heads: int | None) -> BackboneSpec:
     """Check a face-ViT checkpoint against the spec; on a generic or mismatching name, adopt its own shapes."""
     config = infer_face_vit_config(state_dict)
-    heads = num_heads or head_count_from_config(path)
+    heads = num_heads if num_heads is not None else head_count_from_config(path)
+    if heads is not None:
+        check_head_count(heads, config["embed_dim"], "--num-heads (num_heads)" if num_heads is not None
+                         else f"The head count in the config beside {path.name}")
     shape_keys = ("embed_dim", "patch_size", "depth", "out_dim", "gated")
     matches = all(config[k] == getattr(spec, k) for k in shape_keys) and abs(config["mlp_ratio"] - spec.mlp_ratio) < 1e-6
     if matches:
@@ -307,8 +324,10 @@ def load_backbone(
     if random_init:
         if weights is not None:
             raise ValueError("Pass either weights or random_init=True, not both.")
-        if num_heads:
-            spec = replace(spec, num_heads=num_heads)
+        if num_heads is not None:
+            spec = replace(spec, num_heads=check_head_count(num_heads, spec.embed_dim, "--num-heads (num_heads)"))
+        if spec.family == "face_vit":
+            check_fits_memory(face_vit_parameters(spec), f"Backbone {spec.name}")
         with torch.random.fork_rng(devices=[]):  # seeded, without resetting the caller's global RNG
             torch.manual_seed(seed)
             module = build_module(spec)
@@ -325,6 +344,8 @@ def load_backbone(
     if spec.family == "face_vit":
         spec = _fit_face_vit_spec(spec, state_dict, path, num_heads)
         state_dict.pop("mask_token", None)  # training-only patch dropping
+        check_head_count(spec.num_heads, spec.embed_dim, f"The head count of {spec.name}")
+        check_fits_memory(face_vit_parameters(spec), f"Checkpoint {path}")
     model = build_module(spec)
     if spec.family == "timm":
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}

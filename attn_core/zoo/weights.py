@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -47,7 +48,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"(they could run code). Re-save it as a plain state dict or as .safetensors. Detail: {str(error)[:300]}"
             ) from error
         except Exception as error:
-            raise CheckpointError(f"Checkpoint {path} could not be read: {error}") from error
+            raise CheckpointError(f"Checkpoint {path} could not be read ({type(error).__name__}: "
+                                  f"{str(error)[:300] or 'no detail'}); it is not a PyTorch checkpoint we can load.") from error
     return strip_prefixes(unwrap(raw, path))
 
 
@@ -103,14 +105,30 @@ def infer_face_vit_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]
             f"Not a face-ViT checkpoint (DESIGN 2.1 layout): missing {', '.join(missing)}. "
             f"First keys found: {', '.join(list(state_dict)[:8])}."
         )
-    patch_weight = state_dict["patch_embed.proj.weight"]
-    embed_dim, _, patch_size, _ = patch_weight.shape
-    num_patches = state_dict["pos_embed"].shape[1]
+    patch_weight = _shaped(state_dict, "patch_embed.proj.weight", 4, "(dim, 3, patch, patch)")
+    embed_dim, channels, patch_size, patch_width = patch_weight.shape
+    if channels != 3 or patch_size != patch_width or embed_dim < 1 or patch_size < 1:
+        raise CheckpointError(f"Checkpoint key patch_embed.proj.weight has shape {tuple(patch_weight.shape)}, not "
+                              f"(dim, 3, patch, patch) with a square patch.")
+    pos_embed = _shaped(state_dict, "pos_embed", 3, "(1, patches, dim)")
+    num_patches = pos_embed.shape[1]
     grid = int(round(num_patches**0.5))
+    if num_patches < 1 or grid * grid != num_patches or pos_embed.shape[2] != embed_dim:
+        raise CheckpointError(f"Checkpoint key pos_embed has shape {tuple(pos_embed.shape)}: expected (1, N, "
+                              f"{embed_dim}) with N a square number of patches.")
     depth = 1 + max(int(m.group(1)) for key in state_dict if (m := re.match(r"blocks\.(\d+)\.", key)))
-    hidden = state_dict["blocks.0.mlp.fc1.weight"].shape[0]
+    missing_blocks = sorted({i for i in range(min(depth, 10_000))} - {
+        int(m.group(1)) for key in state_dict if (m := re.match(r"blocks\.(\d+)\.", key))})
+    if missing_blocks:
+        raise CheckpointError(f"Checkpoint declares {depth} blocks (key blocks.{depth - 1}.*) but has no keys for "
+                              f"block(s) {', '.join(map(str, missing_blocks[:8]))}.")
+    fc1 = _shaped(state_dict, "blocks.0.mlp.fc1.weight", 2, "(hidden, dim)")
+    hidden = fc1.shape[0]
+    if hidden < 1:
+        raise CheckpointError(f"Checkpoint key blocks.0.mlp.fc1.weight has shape {tuple(fc1.shape)}: no hidden units.")
     out_key = "feature.3.weight" if "feature.3.weight" in state_dict else "feature.2.weight"
-    out_dim = state_dict[out_key].shape[0] if out_key in state_dict else embed_dim
+    out_layout = (1, "(out,) of a BatchNorm") if out_key == "feature.3.weight" else (2, "(out, dim)")
+    out_dim = _shaped(state_dict, out_key, *out_layout).shape[0] if out_key in state_dict else embed_dim
     return {
         "embed_dim": int(embed_dim),
         "patch_size": int(patch_size),
@@ -121,6 +139,44 @@ def infer_face_vit_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]
         "gated": "senet.0.weight" in state_dict,
         "mask_token": "mask_token" in state_dict,
     }
+
+
+def _shaped(state_dict: dict[str, torch.Tensor], key: str, ndim: int, layout: str) -> torch.Tensor:
+    tensor = state_dict[key]
+    if tensor.ndim != ndim:
+        raise CheckpointError(f"Checkpoint key {key} has shape {tuple(tensor.shape)}, not the {ndim}-D {layout} "
+                              f"of a face-ViT.")
+    return tensor
+
+
+def check_head_count(heads: Any, embed_dim: int, source: str = "the head count") -> int:
+    """``heads`` as a positive int that divides ``embed_dim``, else a CheckpointError naming ``source``."""
+    if isinstance(heads, bool) or not isinstance(heads, (int, float)) or heads != int(heads) or int(heads) < 1:
+        raise CheckpointError(f"{source} is {heads!r}: it must be a positive whole number.")
+    heads = int(heads)
+    if embed_dim % heads:
+        raise CheckpointError(f"{source} is {heads}, which does not divide the embedding width {embed_dim}: "
+                              f"pass a head count that does (the model's own, e.g. --num-heads N).")
+    return heads
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], source: str = "Checkpoint") -> None:
+    """Refuse NaN or infinite weights, naming the first tensor that has them."""
+    for key, tensor in state_dict.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source} tensor {key} contains NaN or infinite values; the weights are corrupt.")
+
+
+def check_fits_memory(parameters: int, source: str = "The model", bytes_per_parameter: int = 4) -> None:
+    """Refuse, before any allocation, a model whose declared parameters exceed the machine's available memory."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every platform reports it
+        return
+    needed = parameters * bytes_per_parameter
+    if available > 0 and needed > available:
+        raise CheckpointError(f"{source} declares {parameters:,} parameters ({needed / 2**30:.1f} GiB), more than "
+                              f"the {available / 2**30:.1f} GiB of memory available; refusing to build it.")
 
 
 def head_count_from_config(checkpoint: Path) -> int | None:
@@ -138,6 +194,9 @@ def head_count_from_config(checkpoint: Path) -> int | None:
             for key in ("num_heads", "heads", "n_heads"):
                 value = _find_key(config, key)
                 if value is not None:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                            or not math.isfinite(value) or value != int(value) or int(value) < 1:
+                        raise CheckpointError(f"{config_path} key {key} is {value!r}: it must be a positive whole number.")
                     return int(value)
     return None
 
@@ -186,6 +245,7 @@ def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: s
         if wrong_shape:
             parts.append(f"wrong shapes: {'; '.join(wrong_shape[:6])}")
         raise CheckpointError(f"{source} does not fit the model: " + " | ".join(parts))
+    check_finite({key: state_dict[key] for key in expected if key in state_dict}, source)
     model.load_state_dict(state_dict, strict=False)  # strictness checked above, with a better message
 
 
