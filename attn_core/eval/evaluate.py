@@ -133,7 +133,8 @@ def run_eval(
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
                                    num_heads=num_heads, options=options, precision=precision)
     judge = resolve_matcher(matcher, weights=matcher_weights, device=device, random_init=matcher_random_init)
-    warnings = (random_weights_warnings(methods) + same_model_warnings(judge, methods, allow_same_matcher)
+    # An invalid evaluation (the matcher judging itself) first, then random weights, as loudly as the app.
+    warnings = (same_model_warnings(judge, methods, allow_same_matcher) + random_weights_warnings(methods)
                 + not_face_trained(methods))
     cache = EvalCache(cache_dir, enabled=use_cache)
     timings["load_s"] = time.perf_counter() - began
