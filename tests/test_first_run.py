@@ -236,7 +236,7 @@ def test_offline_first_click_then_the_one_click_demo(page):
 def test_one_random_switch_blank_bounds_and_every_block_change_reruns(page):
     """Items 4, 5, 6: one random-weights switch, blank fixed-range bounds, typing/arrow keys on the block."""
     assert page.locator("#compare-random").count() == 0 and page.locator("#eval-random").count() == 0
-    assert page.locator("input[type=checkbox]").filter(has=page.locator("xpath=..")).count() >= 1
+    assert page.get_by_role("checkbox", name="random weights").count() == 1  # the top bar's, nowhere else
     page.locator("#random-weights input[type=checkbox]").check()
     _choose_tiny(page)
     page.locator("#inspect-image input[type=file]").set_input_files(str(PHOTO))
@@ -257,7 +257,7 @@ def test_one_random_switch_blank_bounds_and_every_block_change_reruns(page):
     page.get_by_text("Display", exact=True).click()
     assert page.locator("#vmin input, #vmin textarea").first.input_value() == ""
     assert page.locator("#vmax input, #vmax textarea").first.input_value() == ""
-    page.get_by_label("fixed range").check()
+    page.get_by_role("radio", name="fixed range").check()
     page.wait_for_timeout(1500)
     _wait_score(page, "Score ")
     assert "vmin < vmax" not in _score(page) and page.locator(".toast-body").count() == 0
@@ -272,4 +272,31 @@ def test_one_random_switch_blank_bounds_and_every_block_change_reruns(page):
     page.wait_for_selector("#compare-gallery img")
     page.wait_for_timeout(1000)
     assert "random" in page.locator("#compare-gallery").inner_text()
-    assert "Or tick" not in page.content()
+    table = page.locator("#compare-table").inner_text()
+    assert TINY in table and "Or tick" not in table and "random_init" not in table
+
+
+def test_cli_reports_made_with_random_weights_say_so_loudly(tmp_path):
+    """Item 14: sweep.md, the sweep plots' titles and eval.md say "random weights" first, as the app does."""
+    import shutil
+
+    from attn_core.cli.main import main
+    from attn_core.eval import demo_identity_folder
+    from attn_core.eval.reports import plot_score_vs_strength
+
+    tiny = ["--backbone", TINY, "--random-init", "--precision", "fp32", "--quiet"]
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    shutil.copyfile(EXAMPLES / "person_b_1.jpg", faces / "b.jpg")
+    assert main(["sweep", str(faces), *tiny, "--out", str(tmp_path / "sweep"), "--strengths", "0,1"]) == 0
+    sweep_md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "**RANDOM WEIGHTS:" in sweep_md.split("## Warnings", 1)[1].splitlines()[2]  # the first warning
+    assert main(["eval", str(demo_identity_folder(tmp_path / "demo")), *tiny, "--out", str(tmp_path / "eval"),
+                 "--cache-dir", str(tmp_path / "cache"), "--fmr", "0.1"]) == 0
+    eval_md = (tmp_path / "eval" / "eval.md").read_text()
+    assert "**RANDOM WEIGHTS:" in eval_md.split("## Warnings", 1)[1].splitlines()[2]
+    # The plot's note is drawn (a red title line): the picture differs from the same plot without it.
+    rows = [{"degradation": "blur", "file_index": 0, "score:m": s, "clean": False} for s in (1.0, 0.5)]
+    plain = plot_score_vs_strength(rows, "m", ["blur"], [0.0, 1.0], tmp_path / "plain.png")
+    noted = plot_score_vs_strength(rows, "m", ["blur"], [0.0, 1.0], tmp_path / "noted.png", "RANDOM WEIGHTS: x")
+    assert plain.read_bytes() != noted.read_bytes()

@@ -81,7 +81,7 @@ def build(default_backbone: str, random_weights: gr.Checkbox, controls: InspectC
         with gr.Column(scale=3):
             compare_gallery = gr.Gallery(label="Maps", columns=3, elem_id="compare-gallery", height=320, format="png",
                                          object_fit="contain")
-            compare_table = gr.Dataframe(headers=COMPARE_HEADERS, label="Scores", interactive=False)
+            compare_table = gr.Dataframe(headers=COMPARE_HEADERS, label="Scores", interactive=False, elem_id="compare-table")
     compare_button.click(compare, [compare_image, compare_backbones, random_weights, controls.colormap, controls.opacity,
                                    controls.centre_crop], [compare_gallery, compare_table], api_name="compare",
                          concurrency_limit=1, preprocess=False)

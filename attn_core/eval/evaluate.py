@@ -34,7 +34,10 @@ from attn_core.eval.measure import (
     finite,
     load_quality_methods,
     measure_files,
+    RANDOM_WEIGHTS_NOTE,
+    is_random,
     not_face_trained,
+    random_weights_warnings,
     report_progress,
     resolve_matcher,
     same_model_warnings,
@@ -130,7 +133,9 @@ def run_eval(
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
                                    num_heads=num_heads, options=options, precision=precision)
     judge = resolve_matcher(matcher, weights=matcher_weights, device=device, random_init=matcher_random_init)
-    warnings = same_model_warnings(judge, methods, allow_same_matcher) + not_face_trained(methods)
+    # An invalid evaluation (the matcher judging itself) first, then random weights, as loudly as the app.
+    warnings = (same_model_warnings(judge, methods, allow_same_matcher) + random_weights_warnings(methods)
+                + not_face_trained(methods))
     cache = EvalCache(cache_dir, enabled=use_cache)
     timings["load_s"] = time.perf_counter() - began
     report_progress(progress, 0.0, f"{len(pairs)} pairs")
@@ -234,7 +239,8 @@ def run_eval(
                   "scores_computed": counts.scored, "images_aligned": counts.aligned},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-    written = write_eval_report(out_dir, summary, curves, plot_groups, f"EDC, matcher {judge.name}, {len(used)} pairs",
+    random_note = f"{RANDOM_WEIGHTS_NOTE}\n" if any(map(is_random, methods)) else ""
+    written = write_eval_report(out_dir, summary, curves, plot_groups, f"{random_note}EDC, matcher {judge.name}, {len(used)} pairs",
                                 fmrs, threshold_modes, files, records, labels, name)
     report_progress(progress, 1.0, "done")
     return EvalReport(curves, *written, failed, len(pairs), len(used),

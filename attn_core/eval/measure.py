@@ -170,6 +170,19 @@ def same_model_warnings(matcher: Matcher, methods: Sequence[QualityMethod], allo
     return [message]
 
 
+RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: mechanics only, says nothing about face quality"
+
+
+def is_random(method: QualityMethod) -> bool:
+    return str(method.model.backbone.weights).startswith("random")
+
+
+def random_weights_warnings(methods: Sequence[QualityMethod]) -> list[str]:
+    """First in every report made with ``--random-init``: as loud as the app's warnings."""
+    return [f"RANDOM WEIGHTS: {m.label} ran on seeded random weights ({m.model.backbone.weights}); its scores, curves "
+            f"and plots show the mechanics only and say nothing about face quality" for m in methods if is_random(m)]
+
+
 def not_face_trained(methods: Sequence[QualityMethod]) -> list[str]:
     return [f"{m.label} is not trained for face recognition: its score is not a face-quality measure"
             for m in methods if not m.model.spec.face_trained]

@@ -20,7 +20,7 @@ from attn_core.eval.edc import (
     format_fmr,
     plot_edc,
 )
-from attn_core.eval.measure import FileMeasures, slug
+from attn_core.eval.measure import RANDOM_WEIGHTS_NOTE, FileMeasures, slug
 
 MODE_WORDS = {mode: f"threshold {words}" for mode, words in THRESHOLD_MODE_WORDS.items()}
 
@@ -102,7 +102,8 @@ def new_figure(width: float, height: float):
     return figure
 
 
-def plot_score_vs_strength(rows: list[dict], label: str, names: Sequence[str], levels: Sequence[float], path: Path) -> Path:
+def plot_score_vs_strength(rows: list[dict], label: str, names: Sequence[str], levels: Sequence[float], path: Path,
+                           note: str = "") -> Path:
     column = f"score:{label}"
     cols = min(5, len(names))
     grid_rows = math.ceil(len(names) / cols)
@@ -122,13 +123,15 @@ def plot_score_vs_strength(rows: list[dict], label: str, names: Sequence[str], l
         axes.tick_params(labelsize=7)
         if index % cols == 0:
             axes.set_ylabel("quality score", fontsize=8)
-    figure.suptitle(f"{label}: score vs degradation strength (grey: each face)", fontsize=10)
+    figure.suptitle(f"{label}: score vs degradation strength (grey: each face)" + (f"\n{note}" if note else ""),
+                    fontsize=10, color="#b91c1c" if note else "black")
     figure.tight_layout()
     figure.savefig(path)
     return path
 
 
-def plot_score_vs_utility(rows: list[dict], label: str, names: Sequence[str], threshold: float | None, path: Path) -> Path:
+def plot_score_vs_utility(rows: list[dict], label: str, names: Sequence[str], threshold: float | None, path: Path,
+                          note: str = "") -> Path:
     column = f"score:{label}"
     figure = new_figure(6.4, 4.8)
     axes = figure.add_subplot(1, 1, 1)
@@ -142,7 +145,8 @@ def plot_score_vs_utility(rows: list[dict], label: str, names: Sequence[str], th
         axes.axvline(threshold, color="r", linestyle="--", linewidth=1, label=f"matcher threshold {threshold:g}")
     axes.set_xlabel("recognition utility (matcher cosine to the clean crop)")
     axes.set_ylabel("quality score")
-    axes.set_title(f"{label}: score vs recognition utility", fontsize=10)
+    axes.set_title(f"{label}: score vs recognition utility" + (f"\n{note}" if note else ""), fontsize=10,
+                   color="#b91c1c" if note else "black")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, ncol=2)
     figure.tight_layout()
@@ -213,9 +217,13 @@ def write_sweep_report(out_dir: str | Path, rows: list[dict[str, Any]], summary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_paths: list[Path] = []
+    random_labels = {m["label"] for m in summary.get("quality_models", []) if str(m.get("weights", "")).startswith("random")}
     for label in labels:
-        plot_paths.append(plot_score_vs_strength(rows, label, names, levels, out_dir / f"sweep_strength_{slug(label)}.png"))
-        plot_paths.append(plot_score_vs_utility(rows, label, names, threshold, out_dir / f"sweep_utility_{slug(label)}.png"))
+        note = RANDOM_WEIGHTS_NOTE if label in random_labels else ""
+        plot_paths.append(plot_score_vs_strength(rows, label, names, levels, out_dir / f"sweep_strength_{slug(label)}.png",
+                                                 note))
+        plot_paths.append(plot_score_vs_utility(rows, label, names, threshold, out_dir / f"sweep_utility_{slug(label)}.png",
+                                                note))
     summary["plots"] = [p.name for p in plot_paths]
     csv_path, json_path, markdown_path = out_dir / "sweep.csv", out_dir / "sweep.json", out_dir / "sweep.md"
     with csv_path.open("w", newline="") as handle:

@@ -20,6 +20,7 @@ from attn_core.eval.measure import (
     finite,
     load_quality_methods,
     not_face_trained,
+    random_weights_warnings,
     report_progress,
     resolve_matcher,
     same_model_warnings,
@@ -128,7 +129,9 @@ def run_sweep(
     methods = load_quality_methods(backbones, weights=weights, device=device, random_init=random_init,
                                    num_heads=num_heads, options=options, precision=precision)
     judge = resolve_matcher(matcher, weights=matcher_weights, device=device, random_init=matcher_random_init)
-    warnings = same_model_warnings(judge, methods, allow_same_matcher) + not_face_trained(methods)
+    # An invalid evaluation (the matcher judging itself) first, then random weights, as loudly as the app.
+    warnings = (same_model_warnings(judge, methods, allow_same_matcher) + random_weights_warnings(methods)
+                + not_face_trained(methods))
     threshold = failure_threshold if failure_threshold is not None else getattr(judge, "threshold", None)
     failed: list[tuple[Path, str]] = [(p, reason) for p, reason in missing]
 

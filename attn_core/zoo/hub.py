@@ -128,3 +128,17 @@ def check_reachable(repo_id: str, timeout: float = 4.0) -> str | None:
     except Exception as error:  # connection refused, DNS failure, timeout: the Hub is not reachable from here
         return f"the Hub at {endpoint()} is not reachable ({type(error).__name__})"
     return None
+
+
+def unreachable_reason(repo_id: str, timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be reached at all (connection refused, DNS, timeout), or None when it answered anything:
+    its answers (404, gated) are left to :func:`download`, which names them."""
+    from huggingface_hub import HfApi, errors
+
+    try:
+        HfApi().model_info(repo_id, timeout=timeout)
+    except errors.HfHubHTTPError:
+        return None
+    except Exception as error:
+        return f"the Hub at {endpoint()} is not reachable ({type(error).__name__})"
+    return None

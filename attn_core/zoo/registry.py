@@ -377,11 +377,11 @@ def fetch_weights(name: str = "", *, offline: bool | None = None) -> Path:
         raise BackboneNotAvailable(f"{spec.name}: not in the local Hugging Face cache, and --offline was given. "
                                    f"{how_to_get(spec)}")
     repo = spec.weights.location
-    from attn_core.zoo.hub import check_reachable, offline_reason
+    from attn_core.zoo.hub import offline_reason, unreachable_reason
 
     if not offline_reason():
         # One quick request first: an unreachable Hub fails in a second, not after huggingface_hub's ~25 s of retries.
-        reason = check_reachable(repo, timeout=3.0)
+        reason = unreachable_reason(repo)
         if reason:
             raise BackboneNotAvailable(
                 f"{spec.name} cannot be downloaded: {reason}. Without a connection, set HF_HUB_OFFLINE=1 or pass "
