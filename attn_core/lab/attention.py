@@ -149,9 +149,7 @@ class AttentionLab:
 
     def head_softmax(self, block: int) -> np.ndarray:
         """(H, N, N) softmax over keys of every head's logit rows: each row sums to 1."""
-        logits = self.head_logits(block)
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        return _softmax_rows(self.head_logits(block))
 
     def _head_rows(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         q, k = self._qk(block, self.heads_of(head))
@@ -220,7 +218,7 @@ class AttentionLab:
                  ("entropy", "distance_px", "logit_mean", "logit_std")}
         for b in range(self.depth):
             logits = self.head_logits(b)
-            probabilities = self.head_softmax(b)
+            probabilities = _softmax_rows(logits)
             log_p = logits - logits.max(axis=-1, keepdims=True)
             log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
             stats["entropy"][b] = -(probabilities * log_p).sum(axis=-1).mean(axis=-1)
@@ -230,6 +228,11 @@ class AttentionLab:
             stats["logit_std"][b] = logits.std(axis=(1, 2))
         return HeadStats(stats["entropy"], stats["entropy"] / np.log(self.num_tokens), stats["distance_px"],
                          stats["logit_mean"], stats["logit_std"])
+
+
+def _softmax_rows(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def capture_lab(model: FaceQualityModel | Backbone, image: ImageLike | AlignedFace, *,
