@@ -156,6 +156,15 @@ class AttentionLab:
         q, k = self._qk(block, self.heads_of(head))
         return np.einsum("hd,hnd->hn", q[:, self._check_token(query)], k) * self.scale
 
+    def head_rows(self, block: int, query: int) -> np.ndarray:
+        """(H, N) every head's logit row of ``query``."""
+        return self._head_rows(block, None, query)
+
+    def head_received(self, block: int) -> np.ndarray:
+        """(H, N) every head's received map m[h, j] = mean_i L[h, i, j]."""
+        q, k = self._qk(block)
+        return np.einsum("hd,hnd->hn", q.mean(axis=1), k) * self.scale
+
     def row(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         """(N,) logits of query token ``query`` over every key, q_i . k_j * scale."""
         return self._head_rows(block, head, query).mean(axis=0)

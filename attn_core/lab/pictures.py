@@ -116,10 +116,10 @@ def model_view_picture(lab: AttentionLab, aligned: np.ndarray, view: str, query:
     for b in range(lab.depth):
         y = label_h + b * (thumb + 2)
         cv2.putText(canvas, f"block {b}", (2, y + thumb // 2 + 4), font, 0.36, INK, 1, cv2.LINE_AA)
+        per_head = lab.to_grid(lab.head_received(b) if view == "received" else lab.head_rows(b, query))
         for h in range(lab.num_heads):
-            values = lab.received(b, h) if view == "received" else lab.row(b, h, query)
             x = label_w + h * (thumb + 2)
-            canvas[y:y + thumb, x:x + thumb] = _heat_on_face(lab, small, lab.to_grid(values), thumb, "jet")
+            canvas[y:y + thumb, x:x + thumb] = _heat_on_face(lab, small, per_head[h], thumb, "jet")
             if selected is not None and selected[0] == b and selected[1] in (None, h):
                 cv2.rectangle(canvas, (x, y), (x + thumb - 1, y + thumb - 1), (255, 0, 0), 2)
     return canvas
