@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 
 from app.errors import user_errors
-from app.models import load_model, serving_precision
+from app.models import load_model, serving_precision, spec_of
 from app.photos import image_path
 from app.pictures import png_file
 from app.widgets import image_out
@@ -204,6 +204,14 @@ def lab_qk(image, backbone, random_weights, block, head, query_text, key_text):
                                f"{lab.matrix(block, head)[query, key]:+.6f}.{note}")
 
 
+def lab_controls(backbone: str):
+    """A new backbone: the block slider and head list of its own depth and head count (no forward pass)."""
+    spec = spec_of(backbone)
+    return (gr.Slider(0, spec.depth - 1, value=spec.depth - 1, step=1),
+            gr.Dropdown([("mean of all heads", MEAN_HEADS)] + [(f"head {h}", h) for h in range(spec.num_heads)],
+                        value=MEAN_HEADS))
+
+
 def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
     """The Attention lab tab on the Inspect photo and the shared backbone picker."""
     spec_heads = controls.heads
@@ -266,8 +274,12 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
                   preprocess=False, show_progress="minimal")
 
     # A new photo or backbone, or opening the tab: every view (the first one captures q/k, the rest wait on its lock).
-    attach([lab_tab.select, controls.image.change, backbone.input, random_weights.input, block.release, head.input],
+    attach([lab_tab.select, controls.image.change, random_weights.input, block.release, head.input],
            query_views + overview, "")
+    # A new backbone: its block and head controls first, then every view.
+    changed = backbone.input(lab_controls, [backbone], [block, head], api_name="lab_controls")
+    for fn, inputs, outputs, name in query_views + overview:
+        changed.then(fn, inputs, outputs, api_name=f"{name}_after_backbone_change", preprocess=False)
     # A click or a typed patch: only the views that depend on the query or the key.
     picked = face.select(lab_pick, [*base, query, key, pick], [query, key], api_name="lab_pick", preprocess=False)
     for fn, inputs, outputs, name in query_views:
