@@ -2,6 +2,7 @@
 
     python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
+    python scripts/screenshots.py --only-lab --lab-docs docs/lab.png   # the Attention lab after a click, alone
 
 Without face-trained weights the app's default backbone cannot run: the script then shows the offline first run
 (first_run_start/before/after.png: a photo refused in one sentence, then the banner's "Try the mechanics with random
@@ -52,7 +53,7 @@ def upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
-def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
+def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     from app import models, ui
@@ -97,6 +98,31 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
             wait_idle(page)
             shot("inspect")
 
+            open_tab(page, "Attention lab")
+            page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (')",
+                                   timeout=TIMEOUT_MS)
+            face = page.locator("#lab-face img")
+            box = face.bounding_box()
+            side = min(box["width"], box["height"])  # the square picture, centred in its box (object-fit: contain)
+            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.36,
+                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # near the left eye
+            page.locator("#lab-pick").get_by_label("key (q.k terms)").check()
+            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.64,
+                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # the other eye: the key
+            page.wait_for_function("() => document.querySelector('#lab-qk-text')?.innerText.includes('terms sum')",
+                                   timeout=TIMEOUT_MS)
+            # Pictures below the fold load lazily: a tall viewport shows the whole tab, every picture loaded.
+            page.set_viewport_size({"width": width, "height": 2800})
+            page.wait_for_function("() => [...document.querySelectorAll('#lab-model-view img, #lab-qk img, "
+                                   "#lab-curve img, #lab-stats img')].every(i => i.complete && i.naturalWidth > 0)",
+                                   timeout=TIMEOUT_MS)
+            wait_idle(page)
+            shot("lab")
+            page.set_viewport_size({"width": width, "height": 1000})
+            if only_lab:
+                browser.close()
+                return _small_copies(out, saved, None, lab_docs)
+
             open_tab(page, "Degradation explorer")
             upload(page, "degrade-image", EXAMPLES / "person_b_1.jpg")
             page.wait_for_function("() => document.querySelector('#degrade-summary')?.innerText.includes('SFace')",
@@ -134,9 +160,14 @@ def capture(out: Path, docs: Path | None, width: int) -> list[Path]:
             browser.close()
     finally:
         demo.close()
-    if docs is not None:
-        save_small(out / "inspect.png", docs)
-        saved.append(docs)
+    return _small_copies(out, saved, docs, lab_docs)
+
+
+def _small_copies(out: Path, saved: list[Path], docs: Path | None, lab_docs: Path | None) -> list[Path]:
+    for name, target in (("inspect", docs), ("lab", lab_docs)):
+        if target is not None:
+            save_small(out / f"{name}.png", target)
+            saved.append(target)
     return saved
 
 
@@ -162,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=None,
                         help="also write a small copy of the Inspect screenshot here (e.g. docs/inspect.png)")
     parser.add_argument("--width", type=int, default=1400, help="browser width in pixels")
+    parser.add_argument("--lab-docs", type=Path, default=None,
+                        help="also write a small copy of the Attention lab screenshot here (e.g. docs/lab.png)")
+    parser.add_argument("--only-lab", action="store_true", help="stop after the Inspect and Attention lab shots")
     args = parser.parse_args(argv)
-    capture(args.out, args.docs, args.width)
+    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab)
     return 0
 
 

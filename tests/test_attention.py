@@ -88,6 +88,8 @@ def test_rows_columns_matrices_and_softmax(case):
         assert lab.head_softmax(block).mean() == pytest.approx(1 / n, rel=1e-12)
         np.testing.assert_allclose(lab.head_row_offsets(block), logits.mean(-1), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(lab.received(block), logits.mean(axis=(0, 1)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(lab.head_received(block), logits.mean(axis=1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(lab.head_rows(block, n - 1), logits[:, n - 1], rtol=1e-5, atol=1e-6)
 
 
 def test_softmax_ignores_the_row_offset(case):

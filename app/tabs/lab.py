@@ -5,6 +5,7 @@ block are cached (bounded by memory) and every click, head, block or view change
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -13,7 +14,7 @@ import gradio as gr
 import numpy as np
 
 from app.errors import user_errors
-from app.models import load_model, serving_precision
+from app.models import load_model, serving_precision, spec_of
 from app.photos import image_path
 from app.pictures import png_file
 from app.widgets import image_out
@@ -52,6 +53,21 @@ def lab_of(image: Any, backbone: str, random_weights: bool):
     return found
 
 
+def needs_photo(outputs: int):
+    """No photo yet (the tab opened, or the backbone changed, before an upload): leave the views as they are."""
+
+    def wrap(function):
+        @functools.wraps(function)
+        def wrapper(image, *args, **kwargs):
+            if not image:
+                return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+            return function(image, *args, **kwargs)
+
+        return wrapper
+
+    return wrap
+
+
 def _head(head: Any) -> int | None:
     return None if head in (None, "", MEAN_HEADS) or int(head) == MEAN_HEADS else int(head)
 
@@ -77,6 +93,7 @@ def _name(lab, token: int | None) -> str:
     return "none" if token is None else f"prefix token {token}" if where is None else f"patch ({where[0]}, {where[1]})"
 
 
+@needs_photo(2)
 @user_errors
 def lab_pick(image, backbone, random_weights, query_text, key_text, pick, evt: gr.SelectData):
     """A click on the face: the patch under it becomes the query (or the key); no forward pass."""
@@ -92,6 +109,7 @@ def lab_pick(image, backbone, random_weights, query_text, key_text, pick, evt: g
     return (query_text, text) if pick == "key" else (text, key_text)
 
 
+@needs_photo(5)
 @user_errors
 def lab_row(image, backbone, random_weights, block, head, query_text, key_text):
     """The clicked face, the query's logits row, its softmax row and the column the patch receives."""
@@ -111,6 +129,7 @@ def lab_row(image, backbone, random_weights, block, head, query_text, key_text):
     return png_file(face), png_file(row), png_file(soft), png_file(column), caption
 
 
+@needs_photo(2)
 @user_errors
 def lab_matrix(image, backbone, random_weights, block, head, query_text, key_text):
     """The head's N x N logit matrix with the query row and key column, and the score's decomposition in numbers."""
@@ -131,6 +150,7 @@ def lab_matrix(image, backbone, random_weights, block, head, query_text, key_tex
     return png_file(picture), text
 
 
+@needs_photo(3)
 @user_errors
 def lab_lesson(image, backbone, random_weights, block, head):
     """The softmax lesson with this face's numbers, and the row-offset map beside the received map."""
@@ -144,6 +164,7 @@ def lab_lesson(image, backbone, random_weights, block, head):
     return attention_lab.softmax_lesson(lab, block, head), png_file(offsets), png_file(received)
 
 
+@needs_photo(1)
 @user_errors
 def lab_model_view(image, backbone, random_weights, block, head, query_text, view):
     """Blocks x heads thumbnails of the received map or of the query's row, with the selected block/head outlined."""
@@ -154,6 +175,7 @@ def lab_model_view(image, backbone, random_weights, block, head, query_text, vie
     return png_file(picture)
 
 
+@needs_photo(2)
 @user_errors
 def lab_curves(image, backbone, random_weights, block, head):
     """The per-block score curve and the per-head entropy and distance over blocks."""
@@ -163,6 +185,7 @@ def lab_curves(image, backbone, random_weights, block, head):
             png_file(attention_lab.head_stats_figure(lab, _head(head))))
 
 
+@needs_photo(2)
 @user_errors
 def lab_qk(image, backbone, random_weights, block, head, query_text, key_text):
     """The q.k terms of (query, key, head): the largest per-dimension terms and their sum, the logit."""
@@ -179,6 +202,14 @@ def lab_qk(image, backbone, random_weights, block, head, query_text, key_text):
     return png_file(picture), (f"{_name(lab, query)} -> {_name(lab, key)}, head {head}: the {len(terms)} terms sum "
                                f"to {terms.sum():+.6f} = the logit L[{head}, {query}, {key}] = "
                                f"{lab.matrix(block, head)[query, key]:+.6f}.{note}")
+
+
+def lab_controls(backbone: str):
+    """A new backbone: the block slider and head list of its own depth and head count (no forward pass)."""
+    spec = spec_of(backbone)
+    return (gr.Slider(0, spec.depth - 1, value=spec.depth - 1, step=1),
+            gr.Dropdown([("mean of all heads", MEAN_HEADS)] + [(f"head {h}", h) for h in range(spec.num_heads)],
+                        value=MEAN_HEADS))
 
 
 def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
@@ -243,8 +274,12 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
                   preprocess=False, show_progress="minimal")
 
     # A new photo or backbone, or opening the tab: every view (the first one captures q/k, the rest wait on its lock).
-    attach([lab_tab.select, controls.image.change, backbone.input, random_weights.input, block.release, head.input],
+    attach([lab_tab.select, controls.image.change, random_weights.input, block.release, head.input],
            query_views + overview, "")
+    # A new backbone: its block and head controls first, then every view.
+    changed = backbone.input(lab_controls, [backbone], [block, head], api_name="lab_controls")
+    for fn, inputs, outputs, name in query_views + overview:
+        changed.then(fn, inputs, outputs, api_name=f"{name}_after_backbone_change", preprocess=False)
     # A click or a typed patch: only the views that depend on the query or the key.
     picked = face.select(lab_pick, [*base, query, key, pick], [query, key], api_name="lab_pick", preprocess=False)
     for fn, inputs, outputs, name in query_views:

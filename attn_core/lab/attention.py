@@ -140,22 +140,30 @@ class AttentionLab:
     def head_logits(self, block: int) -> np.ndarray:
         """(H, N, N) pre-softmax logits L[h] = Q_h K_h^T * scale of every head of ``block``."""
         q, k = self._qk(block)
-        return q @ k.transpose(0, 2, 1) * self.scale
+        # A contiguous K^T keeps numpy's stacked matmul on BLAS (a transposed view falls back to a slow loop).
+        return q @ np.ascontiguousarray(k.transpose(0, 2, 1)) * self.scale
 
     def matrix(self, block: int, head: HeadChoice = None) -> np.ndarray:
         """(N, N) logits of a head (or the mean of the chosen heads): rows are queries, columns keys."""
         q, k = self._qk(block, self.heads_of(head))
-        return (q @ k.transpose(0, 2, 1)).mean(axis=0) * self.scale
+        return (q @ np.ascontiguousarray(k.transpose(0, 2, 1))).mean(axis=0) * self.scale
 
     def head_softmax(self, block: int) -> np.ndarray:
         """(H, N, N) softmax over keys of every head's logit rows: each row sums to 1."""
-        logits = self.head_logits(block)
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        return _softmax_rows(self.head_logits(block))
 
     def _head_rows(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         q, k = self._qk(block, self.heads_of(head))
         return np.einsum("hd,hnd->hn", q[:, self._check_token(query)], k) * self.scale
+
+    def head_rows(self, block: int, query: int) -> np.ndarray:
+        """(H, N) every head's logit row of ``query``."""
+        return self._head_rows(block, None, query)
+
+    def head_received(self, block: int) -> np.ndarray:
+        """(H, N) every head's received map m[h, j] = mean_i L[h, i, j]."""
+        q, k = self._qk(block)
+        return np.einsum("hd,hnd->hn", q.mean(axis=1), k) * self.scale
 
     def row(self, block: int, head: HeadChoice, query: int) -> np.ndarray:
         """(N,) logits of query token ``query`` over every key, q_i . k_j * scale."""
@@ -220,16 +228,23 @@ class AttentionLab:
                  ("entropy", "distance_px", "logit_mean", "logit_std")}
         for b in range(self.depth):
             logits = self.head_logits(b)
-            probabilities = self.head_softmax(b)
-            log_p = logits - logits.max(axis=-1, keepdims=True)
-            log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
-            stats["entropy"][b] = -(probabilities * log_p).sum(axis=-1).mean(axis=-1)
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            exponentials = np.exp(shifted)
+            totals = exponentials.sum(axis=-1, keepdims=True)
+            probabilities = exponentials / totals
+            # -sum_j P log P with log P = shifted - log(total): one exp per entry, no log of tiny probabilities.
+            stats["entropy"][b] = (np.log(totals[..., 0]) - np.einsum("hij,hij->hi", probabilities, shifted)).mean(-1)
             patch_rows = probabilities[:, prefix:, prefix:]
-            stats["distance_px"][b] = (patch_rows * distances).sum(axis=-1).mean(axis=-1)
+            stats["distance_px"][b] = np.einsum("hij,ij->hi", patch_rows, distances).mean(axis=-1)
             stats["logit_mean"][b] = logits.mean(axis=(1, 2))
             stats["logit_std"][b] = logits.std(axis=(1, 2))
         return HeadStats(stats["entropy"], stats["entropy"] / np.log(self.num_tokens), stats["distance_px"],
                          stats["logit_mean"], stats["logit_std"])
+
+
+def _softmax_rows(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def capture_lab(model: FaceQualityModel | Backbone, image: ImageLike | AlignedFace, *,

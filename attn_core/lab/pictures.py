@@ -17,7 +17,7 @@ def _heat_on_face(lab: AttentionLab, aligned: np.ndarray, grid_values: np.ndarra
                   alpha: float = 0.55) -> np.ndarray:
     """The grid values (min-max coloured) over the face scaled to ``size`` px; the uncovered edge of a 9-px grid
     (pixels 108-111 of 112) stays plain face."""
-    face = cv2.resize(aligned, (size, size), interpolation=cv2.INTER_LINEAR)
+    face = aligned if aligned.shape[0] == size else cv2.resize(aligned, (size, size), interpolation=cv2.INTER_LINEAR)
     low, high = float(grid_values.min()), float(grid_values.max())
     heat = colorize((grid_values - low) / (high - low if high > low else 1.0), cmap)
     covered = [int(round(g * lab.patch_size * size / lab.input_size)) for g in lab.grid]
@@ -108,6 +108,7 @@ def model_view_picture(lab: AttentionLab, aligned: np.ndarray, view: str, query:
     if view == "row" and query is None:
         raise ValueError("The 'row' model view needs a query patch: click one.")
     label_w, label_h = 54, 18
+    small = cv2.resize(aligned, (thumb, thumb), interpolation=cv2.INTER_AREA)  # once, not per thumbnail
     canvas = np.full((label_h + lab.depth * (thumb + 2), label_w + lab.num_heads * (thumb + 2), 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for h in range(lab.num_heads):
@@ -115,10 +116,10 @@ def model_view_picture(lab: AttentionLab, aligned: np.ndarray, view: str, query:
     for b in range(lab.depth):
         y = label_h + b * (thumb + 2)
         cv2.putText(canvas, f"block {b}", (2, y + thumb // 2 + 4), font, 0.36, INK, 1, cv2.LINE_AA)
+        per_head = lab.to_grid(lab.head_received(b) if view == "received" else lab.head_rows(b, query))
         for h in range(lab.num_heads):
-            values = lab.received(b, h) if view == "received" else lab.row(b, h, query)
             x = label_w + h * (thumb + 2)
-            canvas[y:y + thumb, x:x + thumb] = _heat_on_face(lab, aligned, lab.to_grid(values), thumb, "jet")
+            canvas[y:y + thumb, x:x + thumb] = _heat_on_face(lab, small, per_head[h], thumb, "jet")
             if selected is not None and selected[0] == b and selected[1] in (None, h):
                 cv2.rectangle(canvas, (x, y), (x + thumb - 1, y + thumb - 1), (255, 0, 0), 2)
     return canvas
