@@ -100,7 +100,7 @@ def test_random_init_without_backbone_uses_the_default_architecture_and_says_so(
     run = subprocess.run([sys.executable, "-m", "attn_core", "score", str(PHOTO), "--random-init", "--out", str(out),
                           "--quiet", "--precision", "fp32"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert f"Random weights" in run.stderr and f"of {DEFAULT_BACKBONE}, the default architecture" in run.stderr
+    assert "Random weights" in run.stderr and f"of {DEFAULT_BACKBONE}, the default architecture" in run.stderr
     assert DEFAULT_BACKBONE in out.read_text() and "random" in out.read_text()
     assert main  # the CLI's entry point, imported above, is the one `attn-fiqa` runs
     model = FaceQualityModel("", random_init=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 gradio_client = pytest.importorskip("gradio_client")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import shutil
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gradio as gr

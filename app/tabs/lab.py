@@ -11,7 +11,6 @@ from typing import Any
 
 import cachetools
 import gradio as gr
-import numpy as np
 
 from app.errors import user_errors
 from app.models import load_model, serving_precision, spec_of
