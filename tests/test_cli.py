@@ -91,9 +91,9 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     assert "pre_aligned" in result.stdout
 
 
-def test_random_init_without_a_backbone_names_the_option(capsys) -> None:
-    assert main(["score", str(ASSETS_DIR / "examples" / "aligned_112.png"), "--random-init"]) == 2
-    assert "--backbone NAME" in capsys.readouterr().err
+def test_random_init_without_a_backbone_uses_the_default_architecture(capsys) -> None:
+    assert main(["score", str(ASSETS_DIR / "examples" / "aligned_112.png"), "--random-init", "--quiet"]) == 0
+    assert "default architecture" in capsys.readouterr().err
 
 
 def test_json_scores_are_numbers_with_weights_columns(tmp_path: Path) -> None:
