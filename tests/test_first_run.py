@@ -207,8 +207,6 @@ def _choose_tiny(page) -> None:
 
 @pytest.mark.browser
 @pytest.mark.timeout(400)
-@pytest.mark.xfail(reason="the Attention lab tab (merged after this test was written) still raises a toast when the "
-                          "offline default cannot run; its views must report in one place like Inspect", strict=False)
 def test_offline_first_click_then_the_one_click_demo(page):
     """Item 1: the picker shows the downloadable default, a click without weights says so once in the score box (no
     error badges, no toast), and the banner's button runs the mechanics demo; item 8: ranked among the others."""

@@ -67,7 +67,11 @@ def _error_text(payload) -> str | None:
 
 def _refusal(event: str, payload) -> bool:
     """Refused: an error event (ours, or Gradio's own wordless validation), or Inspect's one-place reason."""
-    return event == "error" or (event == "complete" and _error_text(payload) == _refused())
+    if event == "error":
+        return True
+    # A lab view says the reason once, in the lab's caption (lab_row); its sibling views only clear their outputs.
+    return event == "complete" and (_error_text(payload) == _refused()
+                                    or (isinstance(payload, list) and all(v is None for v in payload)))
 
 
 def _file_parameters(parameters: list[dict]) -> list[int]:

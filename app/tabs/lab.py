@@ -52,15 +52,29 @@ def lab_of(image: Any, backbone: str, random_weights: bool):
     return found
 
 
-def needs_photo(outputs: int):
-    """No photo yet (the tab opened, or the backbone changed, before an upload): leave the views as they are."""
+def needs_photo(outputs: int, reason_at: int | None = None, clear_on_error: bool = True):
+    """No photo yet (the tab opened, or the backbone changed, before an upload): leave the views as they are.
+
+    A view that cannot run (no weights, a refused file) clears its outputs instead of raising a toast: the six views
+    run together on every new photo, even with the tab closed, and the reason is said once, in the output at
+    ``reason_at`` (the caption above the row views), as Inspect says it once in its score box. A click outside the
+    grid (``clear_on_error=False``) is the user's own act and is answered where it happened.
+    """
 
     def wrap(function):
         @functools.wraps(function)
         def wrapper(image, *args, **kwargs):
             if not image:
                 return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
-            return function(image, *args, **kwargs)
+            try:
+                return function(image, *args, **kwargs)
+            except gr.Error as error:
+                if not clear_on_error:
+                    raise
+                cleared = [None] * outputs
+                if reason_at is not None:
+                    cleared[reason_at] = f"**{error.message}**"
+                return cleared[0] if outputs == 1 else tuple(cleared)
 
         return wrapper
 
@@ -92,7 +106,7 @@ def _name(lab, token: int | None) -> str:
     return "none" if token is None else f"prefix token {token}" if where is None else f"patch ({where[0]}, {where[1]})"
 
 
-@needs_photo(2)
+@needs_photo(2, clear_on_error=False)
 @user_errors
 def lab_pick(image, backbone, random_weights, query_text, key_text, pick, evt: gr.SelectData):
     """A click on the face: the patch under it becomes the query (or the key); no forward pass."""
@@ -108,7 +122,7 @@ def lab_pick(image, backbone, random_weights, query_text, key_text, pick, evt: g
     return (query_text, text) if pick == "key" else (text, key_text)
 
 
-@needs_photo(5)
+@needs_photo(5, reason_at=4)
 @user_errors
 def lab_row(image, backbone, random_weights, block, head, query_text, key_text):
     """The clicked face, the query's logits row, its softmax row and the column the patch receives."""
