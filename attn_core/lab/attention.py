@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from attn_core.scoring.quality import LOW_PRECISION_DTYPES
 from attn_core.zoo import Backbone
 
 HeadChoice = int | Sequence[int] | None
+MATRICES_KEPT = 2  # per lab: (N, N) float64 each, 0.3 MB for N = 196
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class AttentionLab:
     weights: str
     precision: str
     face: AlignedFace | None = field(default=None, repr=False)
+    # The last few (N, N) matrices asked for: a click redraws the matrix of the same block and head with a new row
+    # and column outlined, and recomputing it is most of a click's arithmetic (H x N x N x head_dim products).
+    _matrices: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _matrices_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     # -- shape and indexing -------------------------------------------------------------------------------------
     @property
@@ -79,7 +85,7 @@ class AttentionLab:
 
     @property
     def nbytes(self) -> int:
-        return self.queries.nbytes + self.keys.nbytes
+        return self.queries.nbytes + self.keys.nbytes + MATRICES_KEPT * self.num_tokens ** 2 * 8
 
     def block_index(self, block: int) -> int:
         if not -self.depth <= block < self.depth:
@@ -145,8 +151,17 @@ class AttentionLab:
 
     def matrix(self, block: int, head: HeadChoice = None) -> np.ndarray:
         """(N, N) logits of a head (or the mean of the chosen heads): rows are queries, columns keys."""
-        q, k = self._qk(block, self.heads_of(head))
-        return (q @ np.ascontiguousarray(k.transpose(0, 2, 1))).mean(axis=0) * self.scale
+        key = (self.block_index(block), tuple(self.heads_of(head)))
+        found = self._matrices.get(key)
+        if found is None:
+            q, k = self._qk(block, list(key[1]))
+            found = (q @ np.ascontiguousarray(k.transpose(0, 2, 1))).mean(axis=0) * self.scale
+            found.setflags(write=False)  # shared by later calls: nobody may change it in place
+            with self._matrices_lock:  # views of one photo run in parallel requests
+                while len(self._matrices) >= MATRICES_KEPT:
+                    self._matrices.pop(next(iter(self._matrices)))
+                self._matrices[key] = found
+        return found
 
     def head_softmax(self, block: int) -> np.ndarray:
         """(H, N, N) softmax over keys of every head's logit rows: each row sums to 1."""

@@ -18,14 +18,7 @@ def _heat_on_face(lab: AttentionLab, aligned: np.ndarray, grid_values: np.ndarra
     """The grid values (min-max coloured) over the face scaled to ``size`` px; the uncovered edge of a 9-px grid
     (pixels 108-111 of 112) stays plain face."""
     face = aligned if aligned.shape[0] == size else cv2.resize(aligned, (size, size), interpolation=cv2.INTER_LINEAR)
-    low, high = float(grid_values.min()), float(grid_values.max())
-    heat = colorize((grid_values - low) / (high - low if high > low else 1.0), cmap)
-    covered = [int(round(g * lab.patch_size * size / lab.input_size)) for g in lab.grid]
-    heat = cv2.resize(heat, (covered[1], covered[0]), interpolation=cv2.INTER_NEAREST)
-    picture = face.copy()
-    region = picture[: covered[0], : covered[1]]
-    picture[: covered[0], : covered[1]] = (alpha * heat + (1 - alpha) * region).astype(np.uint8)
-    return picture
+    return _heat_mosaic(lab, face, np.asarray(grid_values), cmap, alpha)
 
 
 def mark_patch(lab: AttentionLab, picture: np.ndarray, token: int | None, colour: tuple[int, int, int]) -> np.ndarray:
@@ -108,21 +101,50 @@ def model_view_picture(lab: AttentionLab, aligned: np.ndarray, view: str, query:
     if view == "row" and query is None:
         raise ValueError("The 'row' model view needs a query patch: click one.")
     label_w, label_h = 54, 18
+    pad = thumb + 2
     small = cv2.resize(aligned, (thumb, thumb), interpolation=cv2.INTER_AREA)  # once, not per thumbnail
-    canvas = np.full((label_h + lab.depth * (thumb + 2), label_w + lab.num_heads * (thumb + 2), 3), 255, np.uint8)
+    per_block = [lab.head_received(b) if view == "received" else lab.head_rows(b, query) for b in range(lab.depth)]
+    thumbs = _heat_mosaic(lab, small, lab.to_grid(np.stack(per_block)), "jet")  # (depth, H, thumb, thumb, 3)
+    canvas = np.full((label_h + lab.depth * pad, label_w + lab.num_heads * pad, 3), 255, np.uint8)
+    # Every thumbnail in one strided assignment: the canvas cells are thumb x thumb with a 2-px white gutter.
+    cells = canvas[label_h:, label_w:].reshape(lab.depth, pad, lab.num_heads, pad, 3)
+    cells[:, :thumb, :, :thumb] = thumbs.transpose(0, 2, 1, 3, 4)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for h in range(lab.num_heads):
-        cv2.putText(canvas, f"head {h}", (label_w + h * (thumb + 2) + 8, 13), font, 0.36, INK, 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"head {h}", (label_w + h * pad + 8, 13), font, 0.36, INK, 1, cv2.LINE_AA)
     for b in range(lab.depth):
-        y = label_h + b * (thumb + 2)
+        y = label_h + b * pad
         cv2.putText(canvas, f"block {b}", (2, y + thumb // 2 + 4), font, 0.36, INK, 1, cv2.LINE_AA)
-        per_head = lab.to_grid(lab.head_received(b) if view == "received" else lab.head_rows(b, query))
         for h in range(lab.num_heads):
-            x = label_w + h * (thumb + 2)
-            canvas[y:y + thumb, x:x + thumb] = _heat_on_face(lab, small, per_head[h], thumb, "jet")
             if selected is not None and selected[0] == b and selected[1] in (None, h):
+                x = label_w + h * pad
                 cv2.rectangle(canvas, (x, y), (x + thumb - 1, y + thumb - 1), (255, 0, 0), 2)
     return canvas
+
+
+def _heat_mosaic(lab: AttentionLab, face: np.ndarray, grids: np.ndarray, cmap: str, alpha: float = 0.55) -> np.ndarray:
+    """:func:`_heat_on_face` for a stack of grids (..., rows, cols) at once on one face of ``size`` px: each grid
+    min-max coloured on its own range, upsampled to the covered part by nearest neighbour (as cv2.INTER_NEAREST),
+    blended; returns (..., size, size, 3) uint8. One vectorised pass instead of a Python loop per thumbnail."""
+    size = face.shape[0]
+    low = grids.min(axis=(-2, -1), keepdims=True)
+    span = grids.max(axis=(-2, -1), keepdims=True) - low
+    heat = colorize((grids - low) / np.where(span > 0, span, 1.0), cmap)  # (..., rows, cols, 3)
+    # Patch r covers pixels round(r * side) .. round((r + 1) * side) - 1: the cells meet the grid lines and boxes
+    # that face_grid_picture and mark_patch draw at the same rounded positions.
+    side = lab.patch_size * size / lab.input_size
+    edges = [np.round(np.arange(g + 1) * side).astype(int) for g in lab.grid]
+    covered = [int(e[-1]) for e in edges]
+    rows, cols = (np.searchsorted(e, np.arange(c), side="right") - 1 for e, c in zip(edges, covered))
+    heat = heat[..., rows, :, :][..., cols, :]
+    pictures = np.broadcast_to(face, (*grids.shape[:-2], *face.shape)).copy()
+    heat = np.ascontiguousarray(heat)
+    region = np.ascontiguousarray(pictures[..., : covered[0], : covered[1], :])
+    # OpenCV's saturating blend on the flat stack: several times faster than numpy's float arithmetic here.
+    flat = (-1, covered[1], 3)
+    blended = cv2.addWeighted(heat.reshape(flat), alpha, region.reshape(flat), 1 - alpha, 0.0)
+    pictures[..., : covered[0], : covered[1], :] = blended.reshape(heat.shape)
+    return pictures
 
 
 def qk_terms_picture(lab: AttentionLab, block: int, head: int, query: int, key: int, top: int = 16,
