@@ -158,36 +158,44 @@ def model_view_figure(lab: AttentionLab, aligned: np.ndarray, view: str = "recei
 
 
 def block_scores_figure(lab: AttentionLab, block: int | None = None) -> np.ndarray:
-    """The score at every block; the last point is the method's score."""
-    figure, axis = _figure(4.2, 2.8)
+    """The score at every block; the last point is the method's score. Type sized for a lecture hall."""
+    figure, axis = _figure(5.6, 3.6)
     scores = lab.block_scores
-    axis.plot(range(lab.depth), scores, marker="o", ms=3)
+    axis.plot(range(lab.depth), scores, marker="o", ms=5, lw=2)
     if block is not None:
         index = lab.block_index(block)
-        axis.plot([index], [scores[index]], marker="o", ms=7, mfc="none", mec="red")
-    axis.set_xlabel("block", fontsize=7)
-    axis.set_ylabel("score (mean logit)", fontsize=7)
-    axis.set_title(f"score by block; last = the method's score {lab.score:+.4f}", fontsize=8)
-    axis.tick_params(labelsize=6)
+        axis.plot([index], [scores[index]], marker="o", ms=12, mfc="none", mec="red", mew=2,
+                  label=f"block {index}: {scores[index]:+.4f}")
+        axis.legend(fontsize=10, loc="best")
+    axis.set_xlabel("block", fontsize=11)
+    axis.set_ylabel("score (mean logit)", fontsize=11)
+    axis.set_title(f"Score by block; last = the method's score {lab.score:+.4f}", fontsize=12)
+    axis.tick_params(labelsize=10)
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure_to_array(figure)
 
 
 def head_stats_figure(lab: AttentionLab, head: int | None = None) -> np.ndarray:
-    """Mean row entropy (fraction of ln N) and mean attention distance (px) of every head over the blocks."""
+    """Mean row entropy (fraction of ln N) and mean attention distance (px) of every head over the blocks: thin grey
+    lines for the heads, the selected head in red (or, with none selected, the mean of the heads in black)."""
     stats = lab.head_stats
-    figure, axes = _figure(8.0, 2.8, ncols=2)
-    for axis, values, label in ((axes[0], stats.entropy_fraction, "entropy / ln N"),
+    figure, axes = _figure(9.0, 3.6, ncols=2)
+    for axis, values, label in ((axes[0], stats.entropy_fraction, "row entropy / ln N"),
                                 (axes[1], stats.distance_px, "mean attention distance (px)")):
         for h in range(lab.num_heads):
-            chosen = head is not None and h == head
-            axis.plot(range(lab.depth), values[:, h], marker="o", ms=4 if chosen else 2, lw=2.2 if chosen else 0.8,
-                      color="red" if chosen else None, label=f"head {h}" if chosen else None, alpha=1 if chosen else 0.6)
-        axis.set_xlabel("block", fontsize=7)
-        axis.set_ylabel(label, fontsize=7)
-        axis.tick_params(labelsize=6)
-        if head is not None:
-            axis.legend(fontsize=6)
+            axis.plot(range(lab.depth), values[:, h], lw=0.8, color="0.6", alpha=0.8,
+                      label="each head" if h == 0 else None)
+        if head is None:
+            axis.plot(range(lab.depth), values.mean(axis=1), marker="o", ms=4, lw=2.4, color="black",
+                      label="mean of the heads")
+        else:
+            axis.plot(range(lab.depth), values[:, head], marker="o", ms=5, lw=2.4, color="red", label=f"head {head}")
+        axis.set_xlabel("block", fontsize=11)
+        axis.set_ylabel(label, fontsize=11)
+        axis.tick_params(labelsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=9, loc="best")
     figure.tight_layout()
     return figure_to_array(figure)
 
