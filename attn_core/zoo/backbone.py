@@ -348,7 +348,12 @@ def load_backbone(
         check_fits_memory(face_vit_parameters(spec), f"Checkpoint {path}")
     model = build_module(spec)
     if spec.family == "timm":
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+        if "pos_embed" in state_dict and state_dict["pos_embed"].shape != model.pos_embed.shape:
+            # Another grid (DINOv2 is stored at 518 px): resampled exactly as timm's own pretrained loader does.
+            state_dict = checkpoint_filter_fn(state_dict, model)
     load_strict(model, state_dict, source=f"Checkpoint {path}")
     return Backbone(spec, model, device, str(path))
 

