@@ -56,9 +56,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     model = _load_model(args)
     options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
-    with tqdm(unit="img", desc="reference", disable=args.quiet, file=sys.stderr) as bar:
+    bars: list = []  # created on the first scored file, so an empty folder is one line without a bar
+
+    def progress(done: int) -> None:
+        if not bars:
+            bars.append(tqdm(unit="img", desc="reference", disable=args.quiet, file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
         reference, skipped = build_reference(model, args.faces, args.name, options, batch_size=args.batch_size,
-                                             all_faces=args.all_faces, progress=lambda n: bar.update(n - bar.n))
+                                             all_faces=args.all_faces, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     path = save_reference(reference, overwrite=args.overwrite)
