@@ -74,7 +74,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
 
     from attn_core.batch.output import RowWriter, check_output
-    from attn_core.cli.reference import check_reference, reference_options, score_fields, standing_columns
+    from attn_core.cli.reference import (
+        check_reference,
+        reference_options,
+        score_fields,
+        standing_columns,
+    )
     from attn_core.scoring.model import ScoreOptions, expand_paths
     from attn_core.scoring.reference import load_reference
 

@@ -42,8 +42,8 @@ from attn_core.scoring.reference import (
 
 __all__ = [
     "AGGREGATIONS", "PRECISIONS", "PRECISION_CHOICES", "TOKEN_MODES", "AttentionCapture", "AttentionStats",
-    "FaceQualityModel", "FileScore", "QualityResult", "QueryKey", "ScoreOptions", "auto_precision", "create_model",
-    "expand_paths", "resolve_precision", "score_faces",
-    "Reference", "ReferenceError", "Standing", "build_reference", "list_references", "load_reference",
-    "model_settings", "references_home", "remove_reference", "result_settings", "save_reference",
+    "FaceQualityModel", "FileScore", "QualityResult", "QueryKey", "Reference", "ReferenceError", "ScoreOptions",
+    "Standing", "auto_precision", "build_reference", "create_model", "expand_paths", "list_references",
+    "load_reference", "model_settings", "references_home", "remove_reference", "resolve_precision",
+    "result_settings", "save_reference", "score_faces",
 ]
