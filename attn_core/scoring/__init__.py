@@ -34,6 +34,7 @@ from attn_core.scoring.reference import (
     list_references,
     load_reference,
     model_settings,
+    new_reference,
     references_home,
     remove_reference,
     result_settings,
@@ -44,6 +45,6 @@ __all__ = [
     "AGGREGATIONS", "PRECISIONS", "PRECISION_CHOICES", "TOKEN_MODES", "AttentionCapture", "AttentionStats",
     "FaceQualityModel", "FileScore", "QualityResult", "QueryKey", "Reference", "ReferenceError", "ScoreOptions",
     "Standing", "auto_precision", "build_reference", "create_model", "expand_paths", "list_references",
-    "load_reference", "model_settings", "references_home", "remove_reference", "resolve_precision",
+    "load_reference", "model_settings", "new_reference", "references_home", "remove_reference", "resolve_precision",
     "result_settings", "save_reference", "score_faces",
 ]
