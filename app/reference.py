@@ -40,6 +40,7 @@ def reference_picker(elem_id: str, info: str) -> gr.Dropdown:
                        allow_custom_value=True)
 
 
+@user_errors
 def refresh_choices(current: str | None = NO_REFERENCE):
     """The picker's list again (references built while the app runs); the choice kept while it still exists."""
     choices = reference_choices()
