@@ -138,6 +138,14 @@ def _edc_points_by_hand(genuine, distance, pair_q, fmr, mode):
     return points
 
 
+def _midway(points, t) -> float:
+    """The convention: midway between the kept pair quality t and the distinct pair quality below it (for the first
+    point, t minus half the gap to the next one)."""
+    values = [p[0] for p in points]
+    i = values.index(t)
+    return (values[i - 1] + t) / 2 if i > 0 else t - (values[1] - values[0]) / 2
+
+
 def _synthetic_eval(seed: int = 0):
     """60 images of 12 people, pairs with quality = min of the two faces (so pairs tie), lower quality = more error."""
     rng = np.random.default_rng(seed)
@@ -165,9 +173,11 @@ def test_target_fnmr_threshold_is_the_least_discarding_edc_point_meeting_it(mode
         assert f"{lowest:.2%}" in result.message
         return
     t, fraction, fnmr = meeting[0]
-    assert result.reached and result.threshold == t
+    assert result.reached and result.threshold == pytest.approx(_midway(points, t))
     assert result.fraction_discarded == pytest.approx(fraction) and result.fnmr == pytest.approx(fnmr)
-    assert result.images_below == [n for _, n in sorted((q, n) for n, q in quality.items() if q < t)]
+    assert result.images_below == [n for _, n in sorted((q, n) for n, q in quality.items() if q < result.threshold)]
+    # Every face of a kept pair passes, and the lowest face of each discarded pair fails.
+    assert all(q >= result.threshold for q in pair_q[pair_q >= t]) and all(q < result.threshold for q in pair_q[pair_q < t])
 
 
 def test_the_synthetic_curve_needs_discarding_and_an_unreachable_goal_says_so():
@@ -188,7 +198,7 @@ def test_discard_goal_discards_at_most_that_fraction(fraction):
     points = _edc_points_by_hand(genuine, distance, pair_q, 0.05, "per_fraction")
     t, discarded, fnmr = [p for p in points if p[1] <= fraction + 1e-12][-1]
     result = threshold_for_goal(genuine, distance, pair_q, quality, fmr=0.05, discard=fraction)
-    assert result.threshold == t and result.fraction_discarded == pytest.approx(discarded)
+    assert result.threshold == pytest.approx(_midway(points, t)) and result.fraction_discarded == pytest.approx(discarded)
     assert (result.fnmr is None and np.isnan(fnmr)) or result.fnmr == pytest.approx(fnmr)
 
 

@@ -5,7 +5,10 @@ A pair is discarded when its pair quality (the lower of its two faces' scores) i
 either face scores below t, so an image threshold and a pair-quality threshold are the same number. The curve is
 read at every threshold the data allow: each distinct pair quality t discards exactly the k pairs below it, which is
 the EDC point at r = k / n (:func:`attn_core.eval.edc.edc`, same FMR and threshold mode; pairs that share a face's
-score go together, so not every r is reachable). A face passes when its score is >= t.
+score go together, so not every r is reachable). Every threshold between the highest discarded pair quality and t
+gives that same point; the threshold reported is their midpoint (for r = 0: t minus half the gap to the next pair
+quality), so a face whose score moves by float rounding (another batch, another machine) stays on its side. A face
+passes when its score is >= the threshold.
 
 - ``target_fnmr=X``: the lowest t (the least discarded) whose FNMR is <= X; if no point up to ``max_discard``
   reaches X, there is no threshold and the result says so.
@@ -109,7 +112,7 @@ def threshold_for_goal(genuine: np.ndarray, distance: np.ndarray, pair_q: np.nda
     else:
         goal = f"discard {discard:.1%} of the pairs, FNMR {where}"
         index = int(np.flatnonzero(fractions <= discard + _TOLERANCE)[-1])
-    threshold = float(thresholds[index])
+    threshold = _midpoint(thresholds, index)
     below = sorted((value, name) for name, value in file_quality.items() if value < threshold)
     images_below = [name for _, name in below]
     reached_fnmr = None if math.isnan(fnmr[index]) else float(fnmr[index])
@@ -124,6 +127,14 @@ def threshold_for_goal(genuine: np.ndarray, distance: np.ndarray, pair_q: np.nda
                     f"closest fraction not above {discard:.1%}.")
     return GoalThreshold(method, goal, fmr, threshold_mode, True, threshold, reached_fnmr, float(fractions[index]),
                          n_pairs, len(file_quality), images_below, message)
+
+
+def _midpoint(thresholds: np.ndarray, index: int) -> float:
+    """Midway between the kept pair quality ``thresholds[index]`` and the one below it (see the module docstring)."""
+    if index > 0:
+        return float((thresholds[index - 1] + thresholds[index]) / 2)
+    gap = thresholds[1] - thresholds[0] if thresholds.size > 1 else max(abs(thresholds[0]), 1.0) * 1e-6
+    return float(thresholds[0] - gap / 2)
 
 
 def save_threshold(name: str, result: GoalThreshold, settings: dict[str, Any], *, data: str = "",
