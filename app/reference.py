@@ -100,7 +100,7 @@ def reference_standing(details: dict[str, Any] | None, name: str | None = NO_REF
         return (f"Percentile {standing.percentile:.0f}, 0-100 value {standing.quality_0_100:.0f} against only the "
                 f"**{len(examples)} bundled example faces** (each moves the value by {100 / len(examples):.0f} points: "
                 f"a rough guide, not a reference). Build a reference of faces you call typical (`attn-fiqa reference "
-                f"build FACES --name NAME`, same backbone and settings) and pick it above.")
+                f"build FACES --name NAME`, same backbone and settings) and pick it here.")
     try:
         reference.check(settings, "this face's score")
     except ReferenceError as error:

@@ -102,13 +102,14 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
                              model.precision, block_index, heads_text, options.aggregation,
                              options.tokens] + marks)
     summary = (f"Scored **{len(scored)}** face image(s); **{len(failed)}** could not be scored (see the error column). "
-               f"Sorted best first (higher = better)." + weights_warning(model, random_weights))
+               f"Sorted best first (higher = better).")
     if chosen is not None:
         summary += (f" Against the reference **{chosen.name}** ({chosen.faces} faces, sha256 {chosen.sha256[:12]}): "
                     f"percentile and 0-100 value per face" + (
                         f"; **{sum(not s.passed for s in standings)}** face(s) score below its threshold "
                         f"{chosen.threshold_value:+.4f} (pass: NO)." if chosen.threshold is not None else
                         "; it holds no threshold (attn-fiqa eval --save-threshold-to adds one)."))
+    summary += weights_warning(model, random_weights)
     return {"headers": headers, "data": rows}, lowest, highest, str(csv_path), summary
 
 
