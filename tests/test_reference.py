@@ -312,6 +312,8 @@ def test_list_show_remove(capsys):
     assert main(["reference", "show", "kept"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["faces"] == 3 and shown["score_quantiles"]["p50"] == pytest.approx(0.2)
+    assert main(["reference", "build", str(EXAMPLES), "--name", "kept", *TINY]) == 2
+    assert "exists already" in _one_line(capsys.readouterr().err)
     assert main(["reference", "remove", "kept"]) == 0 and not reference_path("kept").exists()
     capsys.readouterr()
     assert main(["reference", "show", "kept"]) == 2

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from attn_core.scoring import ScoreOptions, build_reference, create_model, remove_reference, save_reference
+from attn_core.scoring import (
+    ScoreOptions,
+    build_reference,
+    create_model,
+    remove_reference,
+    save_reference,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"
@@ -90,7 +96,7 @@ def test_batch_marks_the_faces_below_the_threshold(client, references):
 
 
 def test_evaluate_turns_a_goal_into_a_threshold(client):
-    plots, table, notes, downloads = client.predict(
+    _, _, notes, downloads = client.predict(
         "demo", None, [TINY], True, "sface", [1e-3], ["per_fraction"], "discard", 30, api_name="/evaluate")
     assert "Score threshold for your goal" in notes
     (goal,) = json.loads(Path(next(d for d in downloads if d.endswith("threshold.json"))).read_text())

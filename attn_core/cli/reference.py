@@ -10,10 +10,12 @@ from typing import Any
 from attn_core.cli.options import add_backbone_arguments, add_score_options
 from attn_core.scoring.reference import (
     Reference,
+    ReferenceError,
     build_reference,
     list_references,
     load_reference,
     model_settings,
+    reference_path,
     remove_reference,
     save_reference,
 )
@@ -54,6 +56,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from attn_core.cli.main import _load_model
     from attn_core.scoring.model import ScoreOptions
 
+    if reference_path(args.name).exists() and not args.overwrite:  # before any work (reference_path checks the name)
+        raise ReferenceError(f"A reference named '{args.name}' exists already; remove it first (attn-fiqa reference "
+                             f"remove {args.name}), build with --overwrite, or choose another name.")
     model = _load_model(args)
     options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
     bars: list = []  # created on the first scored file, so an empty folder is one line without a bar
