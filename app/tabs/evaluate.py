@@ -26,7 +26,9 @@ from attn_core.eval import (
     demo_identity_folder,
     edc_table_markdown,
     format_fmr,
+    goals_from_report,
     run_eval,
+    write_threshold_report,
 )
 from attn_core.zoo import weights_available
 
@@ -36,6 +38,7 @@ EVAL_SOURCES = (
      DEMO_SET),
     ("my zip of identity folders", UPLOADED_ZIP),
 )
+GOALS = (("no threshold", "none"), ("FNMR at most (%)", "target_fnmr"), ("discard (%)", "discard"))
 _THRESHOLD_MODE_LABELS = {mode: f"{words} ({THRESHOLD_MODE_SOURCES[mode]})" for mode, words in THRESHOLD_MODE_WORDS.items()}
 
 
@@ -107,9 +110,12 @@ def _eval_warnings(report: EvalReport, skipped: list[tuple[str, str]], names: di
 @user_errors(seconds=LONG_REQUEST_SECONDS)
 def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] | None = None,
              random_weights: bool = False, matcher: str = "sface", fmrs: list[float] | None = None,
-             threshold_modes: list[str] | None = None, progress=gr.Progress()):
+             threshold_modes: list[str] | None = None, goal: str = "none", goal_percent: float | None = 2.0,
+             progress=gr.Progress()):
     """Error-versus-Discard evaluation (``attn_core.eval.run_eval``): EDC plots, AUC/pAUC table, warnings,
-    and eval.json / eval.md / per-file CSV to download. All numbers come from run_eval; this only shows them."""
+    and eval.json / eval.md / per-file CSV to download. All numbers come from run_eval; this only shows them.
+    ``goal`` "target_fnmr" / "discard" with ``goal_percent``: the score threshold read off each quality model's EDC
+    (``attn_core.eval.threshold``), shown above the warnings and written to threshold.json."""
     if not backbones:
         raise ValueError("Tick at least one backbone to evaluate.")
     if not fmrs:
@@ -118,6 +124,7 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
         raise ValueError("Tick at least one threshold mode.")
     if not matcher:
         raise ValueError("Choose a matcher (sface is the default).")
+    target = _goal_fraction(goal, goal_percent)
     if matcher in backbones:
         raise ValueError(f"The matcher must be independent of the quality models, but {matcher} is both: choose "
                          f"another matcher (sface is the default).")
@@ -150,7 +157,47 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
     per_file = report.json_path.with_name("eval_files.csv")  # run_eval writes it beside eval.json
     # run_eval wrote the reports naming the user's data (data_name), never the server's temporary folder.
     downloads = [str(path) for path in (report.json_path, report.markdown_path, per_file) if path.is_file()]
+    if target is not None:
+        text, written = _goal_thresholds(report, goal, target, [float(f) for f in fmrs], threshold_modes[0], out_dir)
+        notes = text + "\n\n" + notes
+        downloads.append(str(written))
     return plots, table, notes, downloads
+
+
+def _goal_fraction(goal: str | None, percent: Any) -> float | None:
+    """The goal as a fraction (None: no threshold asked for); a percentage outside [0, 100) is one sentence."""
+    if goal in (None, "", "none"):
+        return None
+    if goal not in dict(map(reversed, GOALS)):
+        raise ValueError(f"Unknown goal {goal!r}; choose a target FNMR, a fraction to discard, or no threshold.")
+    try:
+        fraction = float(percent) / 100
+    except (TypeError, ValueError):
+        raise ValueError(f"The goal needs a percentage, e.g. 2 for 2 %, not {percent!r}.") from None
+    if goal == "discard" and not 0 <= fraction <= 0.95:
+        raise ValueError(f"The share to discard must be from 0 to 95 %, the curve's range, not {percent!r}.")
+    if goal == "target_fnmr" and not 0 <= fraction < 1:
+        raise ValueError(f"The target FNMR must be from 0 to 100 % (excluded), not {percent!r}.")
+    return fraction
+
+
+def _goal_thresholds(report: EvalReport, goal: str, target: float, fmrs: list[float], mode: str,
+                     out_dir: Path) -> tuple[str, Path]:
+    """Each quality model's threshold for the goal at each FMR (read off its curve in the first threshold mode), as
+    Markdown, and threshold.json."""
+    heading = ("**Score threshold for your goal** (a face passes when its score is at least the threshold; save one "
+               "into a reference with `attn-fiqa eval ... --save-threshold-to NAME`):")
+    found, lines = [], [heading, ""]
+    for label in report.pairs.settings:
+        goals = goals_from_report(report.pairs, label, fmrs, mode, **{goal: target})
+        found += goals
+        for result in goals:
+            lines.append(f"- **{label}**: {result.message}" if result.reached else f"- **{label}**: **{result.message}**")
+            if result.images_below:
+                shown = ", ".join(f"`{name}`" for name in result.images_below[:12])
+                more = f" and {len(result.images_below) - 12} more (threshold.json)" if len(result.images_below) > 12 else ""
+                lines.append(f"  - below it: {shown}{more}")
+    return "\n".join(lines), write_threshold_report(out_dir, found)
 
 
 def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
@@ -174,6 +221,11 @@ def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
                                              min_width=120)
                 eval_modes = gr.CheckboxGroup(threshold_mode_choices(), value=list(THRESHOLD_MODES),
                                               label="Threshold mode", elem_id="eval-modes", scale=2)
+            with gr.Row():  # what value is good? a goal read off the curve as a score threshold
+                eval_goal = gr.Radio([(label, value) for label, value in GOALS], value="none",
+                                     label="Score threshold from the curve", elem_id="eval-goal", scale=2)
+                eval_goal_value = gr.Number(2.0, label="Goal (%)", minimum=0, maximum=99, elem_id="eval-goal-value",
+                                            info="FNMR at the FMR ticked, or pairs discarded", min_width=100)
             eval_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
         with gr.Column(scale=3):
             eval_warnings = gr.Markdown("Pick the data and backbones, then press *Evaluate*.", elem_id="eval-warnings",
@@ -185,5 +237,6 @@ def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
                                  interactive=False, elem_id="eval-files")
     # An uploaded zip is what the user wants evaluated: switch the data source to it (in the browser).
     eval_zip.upload(None, None, eval_source, js=f"() => {UPLOADED_ZIP!r}", api_visibility="private")
-    eval_button.click(evaluate, [eval_source, eval_zip, eval_backbones, random_weights, eval_matcher, eval_fmrs, eval_modes],
+    eval_button.click(evaluate, [eval_source, eval_zip, eval_backbones, random_weights, eval_matcher, eval_fmrs, eval_modes,
+                                 eval_goal, eval_goal_value],
                       [eval_plots, eval_table, eval_warnings, eval_files], api_name="evaluate", concurrency_limit=1)

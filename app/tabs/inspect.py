@@ -16,6 +16,7 @@ from app.errors import user_errors
 from app.models import MEAN_VIEW, after_score, load_model, weights_text, weights_warning
 from app.photos import example_paths, example_results, image_path, option_values, score_photo
 from app.pictures import photo_file, png_file
+from app.reference import reference_picker, reference_standing, refresh_choices
 from app.widgets import examples, image_out, photo_input
 from attn_core import QualityResult
 from attn_core.digests import file_digest
@@ -272,6 +273,9 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
         with gr.Column(scale=3):
             score_md = gr.Markdown("Add a photo or click an example face.", elem_id="score", elem_classes=["score-box"],
                                    latex_delimiters=[])
+            with gr.Row(equal_height=True):  # what value is good? the score against a reference set (app.reference)
+                reference = reference_picker("inspect-reference", "percentile and 0-100 value against faces you chose")
+                standing_md = gr.Markdown(elem_id="reference-standing", latex_delimiters=[])
             faces_md = gr.Markdown(elem_id="faces-found")
             with gr.Row():
                 boxes_img = image_out("Detected face", elem_id="boxes", height=260)
@@ -305,4 +309,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
     # last value wins. A backbone change that moves it runs here too (cached: its own re-inspect is a re-render).
     block.change(inspect, controls.inputs, controls.outputs, api_name="rerun_block", trigger_mode="always_last",
                  preprocess=False)
+    gr.on([details.change, reference.input], reference_standing, [details, reference], standing_md,
+          api_name="reference_standing", trigger_mode="always_last")
+    reference.focus(refresh_choices, reference, reference, api_name="reference_choices")
     return controls

@@ -19,6 +19,8 @@ from pathlib import Path
 SUFFIXES = (".csv", ".jsonl", ".json")
 # The columns that must agree for a resumed run to continue the same scoring.
 OPTION_COLUMNS = ("backbone", "block", "heads", "aggregation", "tokens", "weights_sha256", "precision")
+# Columns only some runs have (``score --reference NAME``): absent or empty means none; they must agree too.
+OPTIONAL_OPTION_COLUMNS = ("reference", "reference_sha256")
 
 
 class OutputError(ValueError):
@@ -174,6 +176,9 @@ class RowWriter:
             return
         different = [f"{key} {earlier.get(key)!r} -> {options[key]!r}" for key in OPTION_COLUMNS
                      if key in options and str(earlier.get(key, "")) != str(options[key])]
+        different += [f"{key} {earlier.get(key) or 'none'!r} -> {options[key] or 'none'!r}"
+                      for key in OPTIONAL_OPTION_COLUMNS if key in options
+                      and str(earlier.get(key) or "") != str(options[key] or "")]
         if different:
             raise OutputError(f"{self.path} was written with other options ({'; '.join(different)}); resume with the "
                               f"same options, or write to another --out.")

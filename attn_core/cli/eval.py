@@ -69,10 +69,58 @@ def _apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _fraction(text: str) -> float:
+    """0.02 or 2%: a fraction in [0, 1)."""
+    value = text.strip()
+    try:
+        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a fraction like 0.02 or a percentage like 2%, not {text!r}") from None
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1) (0.02 or 2% for two percent)")
+    return number
+
+
+def _goal(args: argparse.Namespace, report) -> int:
+    """--target-fnmr / --discard: the threshold read off the first quality model's curve, printed, written to
+    threshold.json and, with --save-threshold-to NAME, saved into that reference."""
+    from attn_core.eval.reports import write_threshold_report
+    from attn_core.eval.threshold import goals_from_report, save_threshold
+
+    pairs = report.pairs
+    method = next(iter(pairs.settings))
+    mode = _parse_modes(args.threshold_mode)[0]
+    goals = goals_from_report(pairs, method, list(args.fmr), mode, target_fnmr=args.target_fnmr, discard=args.discard)
+    for goal in goals:
+        print(f"{method}: {goal.message}", file=sys.stderr)
+        if goal.reached and goal.images_below:
+            shown = goal.images_below[:20]
+            print(f"  below it: {', '.join(shown)}" + (f" ... and {len(goal.images_below) - 20} more (threshold.json)"
+                                                        if len(goal.images_below) > 20 else ""), file=sys.stderr)
+    path = write_threshold_report(args.out, goals)
+    print(f"Wrote {path}.", file=sys.stderr)
+    if args.save_threshold_to:
+        updated = save_threshold(args.save_threshold_to, goals[0], pairs.settings[method], data=pairs.data,
+                                 matcher=pairs.matcher)
+        print(f"Saved threshold {updated.threshold_value:+.6f} ({goals[0].goal}) into the reference "
+              f"'{updated.name}' (sha256 {updated.sha256[:12]}); `attn-fiqa score --reference {updated.name}` now "
+              f"adds a pass column.", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     _apply_threads(args)
     if (args.pairs is None) == (args.data is None):
         raise ValueError("give either an identity folder (DATA) or --pairs CSV, not both or neither")
+    if args.save_threshold_to and args.target_fnmr is None and args.discard is None:
+        raise ValueError("--save-threshold-to needs a goal: --target-fnmr X or --discard Y")
+    if (args.target_fnmr is not None or args.discard is not None) and len(args.backbone) > 1:
+        raise ValueError("a threshold goal (--target-fnmr / --discard) is read off one quality model's curve: give "
+                         "one --backbone")
+    if args.save_threshold_to:
+        from attn_core.scoring.reference import load_reference
+
+        load_reference(args.save_threshold_to)  # a missing or broken reference: one line before any work
     data = args.pairs or args.data
     progress, close = _tqdm_progress(args.quiet, "eval")
     try:
@@ -97,6 +145,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  ... {len(report.verdicts) - 10} more verdict(s) in {report.markdown_path.name}", file=sys.stderr)
     print(f"Wrote {report.markdown_path}, {report.json_path} and {len(report.plot_paths)} plot(s) to {Path(args.out)}.",
           file=sys.stderr)
+    if args.target_fnmr is not None or args.discard is not None:
+        return _goal(args, report)
     return 0
 
 
@@ -167,6 +217,14 @@ def add_eval_parsers(subparsers) -> None:
     evaluate.add_argument("--cache-dir", help="embedding/score cache (default ~/.cache/attn_fiqa/eval)")
     evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     evaluate.add_argument("--batch-size", type=int, default=32)
+    goal = evaluate.add_argument_group("a score threshold from this curve (what value is good?)")
+    goals = goal.add_mutually_exclusive_group()
+    goals.add_argument("--target-fnmr", type=_fraction, metavar="X",
+                       help="the threshold that keeps FNMR at or below X (0.02 or 2%%) at each --fmr, discarding least")
+    goals.add_argument("--discard", type=_fraction, metavar="Y",
+                       help="the threshold that discards (at most) a fraction Y of the pairs (0.1 or 10%%)")
+    goal.add_argument("--save-threshold-to", metavar="NAME",
+                      help="save the threshold (at the first --fmr) into the reference NAME (same backbone and settings)")
     evaluate.set_defaults(func=cmd_eval)
 
     sweep = subparsers.add_parser(

@@ -42,6 +42,9 @@ def cmd_score_ray(args: argparse.Namespace) -> int:
     from attn_core.batch.ray_engine import RayJob, ScaleError, run
     from attn_core.scoring.model import ScoreOptions
 
+    if args.reference:
+        raise ScaleError("--reference is for the local engine; score on Ray, then compare the Parquet scores with "
+                         "the reference (attn_core.scoring.load_reference).")
     if not args.out:
         raise ScaleError("--engine ray needs --out FOLDER (or a URI such as s3://bucket/results/) for its Parquet files.")
     if args.save_overlays:
@@ -71,9 +74,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
 
     from attn_core.batch.output import RowWriter, check_output
+    from attn_core.cli.reference import (
+        check_reference,
+        reference_options,
+        score_fields,
+        standing_columns,
+    )
     from attn_core.scoring.model import ScoreOptions, expand_paths
+    from attn_core.scoring.reference import load_reference
 
     out = check_output(args.out, args.resume)  # before any work: a bad --out never costs a run
+    reference = load_reference(args.reference) if args.reference else None
     overlay_dir = _overlay_folder(args.save_overlays)
     files, missing = expand_paths(args.paths)
     if not files and not missing:
@@ -81,13 +92,15 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     model = _load_model(args)
     options = ScoreOptions(args.block, args.heads, args.aggregation, args.tokens)
+    check_reference(reference, model, options)  # other weights or settings: one line, before any file is scored
     skipped: list[tuple[str, str]] = []
     heads = "all" if args.heads is None else " ".join(map(str, args.heads))
     common = {"backbone": model.spec.name, "block": model.backbone.block_index(args.block), "heads": heads,
               "aggregation": args.aggregation, "tokens": args.tokens, "weights": model.backbone.weights_name,
-              "weights_sha256": model.backbone.weights_sha256, "precision": model.precision}
+              "weights_sha256": model.backbone.weights_sha256, "precision": model.precision,
+              **reference_options(reference)}
     scored, ok_files, overlay_problems = 0, set(), []
-    with RowWriter(out, SCORE_FIELDS, resume=args.resume, options=common) as rows:
+    with RowWriter(out, score_fields(SCORE_FIELDS, reference), resume=args.resume, options=common) as rows:
         earlier = len(rows.done)
         for path, reason in missing:
             if str(path) not in rows.done:
@@ -110,7 +123,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             result, face = item.result, item.result.face
             rows.write({**common, "path": str(item.path), "face": item.face_index, "score": result.score,
                         "faces_found": face.num_faces, "alignment": face.method, "heads": "all" if len(result.heads)
-                        == len(result.head_scores) else " ".join(map(str, result.heads)), "error": ""})
+                        == len(result.head_scores) else " ".join(map(str, result.heads)), "error": "",
+                        **standing_columns(reference, result.score)})
             scored += 1
             ok_files.add(item.path)
             if overlay_dir:
@@ -121,6 +135,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"Scored {scored} face(s) from {len(ok_files)} file(s) with "
           f"{model.spec.name} ({model.backbone.weights_name}, {model.precision}); skipped {len(skipped)}."
           + (f" Rows in {out}." if out else ""), file=sys.stderr)
+    if reference is not None:
+        print(f"Against the reference '{reference.name}' ({reference.faces} faces, sha256 {reference.sha256[:12]}): "
+              f"columns percentile and quality_0_100"
+              + (f", and pass (score >= {reference.threshold_value:+.6f})." if reference.threshold is not None
+                 else "; it has no threshold (attn-fiqa eval --save-threshold-to NAME adds one)."), file=sys.stderr)
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     for path, reason in overlay_problems:
@@ -242,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what to do with a photo without a detected face (default: skip it, with the reason)")
     score.add_argument("--save-overlays", metavar="DIR", help="also save each face's map overlay as PNG")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.add_argument("--reference", metavar="NAME", help="add each face's percentile and 0-100 value against a saved "
+                       "reference (attn-fiqa reference build), and pass/fail when it holds a threshold")
     ray = score.add_argument_group("scale-out on a Ray cluster (pip install \"attn-fiqa[ray]\")")
     ray.add_argument("--engine", choices=["local", "ray"], default="local",
                      help="local: this process (default); ray: Ray Data tasks and an actor pool, Parquet in --out FOLDER")
@@ -266,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from attn_core.cli.eval import add_eval_parsers
     from attn_core.cli.explain import add_explain_parser
+    from attn_core.cli.reference import add_reference_parser
     from attn_core.cli.train import add_train_parser
 
     add_eval_parsers(sub)
     add_explain_parser(sub)
+    add_reference_parser(sub)
     add_train_parser(sub)
     # Commands of packages above the library (the web app) arrive through the documented plugin mechanism, entry
     # points of the group "attn_fiqa.commands" (pyproject.toml), so the library never imports the app.

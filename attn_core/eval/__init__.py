@@ -3,7 +3,8 @@
 ``edc``: the EDC maths, rank correlations and ROC AUC. ``pairs``: verification pairs from identity folders or a CSV.
 ``matcher``: the independent recognisers (SFace, or a backbone's embedding head). ``cache``: per-file embeddings
 and scores on disk. ``measure``: quality methods, matcher and per-file measurements shared by both evaluations.
-``evaluate``: :func:`run_eval`. ``sweep``: :func:`sweep_face` and :func:`run_sweep`. ``reports``: the one writer of
+``evaluate``: :func:`run_eval`. ``threshold``: a goal (target FNMR, or a fraction to discard) read off the EDC as a
+score threshold. ``sweep``: :func:`sweep_face` and :func:`run_sweep`. ``reports``: the one writer of
 plots, JSON, Markdown and CSV.
 """
 
@@ -42,6 +43,7 @@ from attn_core.eval.pairs import (
     make_pairs_from_folders,
     read_pairs_csv,
 )
+from attn_core.eval.reports import write_threshold_report
 from attn_core.eval.sweep import (
     DEFAULT_STRENGTHS,
     FaceSweep,
@@ -49,6 +51,13 @@ from attn_core.eval.sweep import (
     crop_landmarks,
     run_sweep,
     sweep_face,
+)
+from attn_core.eval.threshold import (
+    EvalPairs,
+    GoalThreshold,
+    goals_from_report,
+    save_threshold,
+    threshold_for_goal,
 )
 
 __all__ = [
@@ -58,4 +67,5 @@ __all__ = [
     "edc_table_markdown", "format_fmr", "get_matcher", "kendall", "load_pairs", "load_quality_methods",
     "make_pairs_from_folders", "random_baseline", "read_pairs_csv", "resolve_matcher", "roc_auc", "run_eval",
     "run_sweep", "spearman", "sweep_face",
+    "EvalPairs", "GoalThreshold", "goals_from_report", "save_threshold", "threshold_for_goal", "write_threshold_report",
 ]

@@ -44,7 +44,9 @@ from attn_core.eval.measure import (
 )
 from attn_core.eval.pairs import Pair, load_pairs
 from attn_core.eval.reports import MODE_WORDS, path_namer, write_eval_report
+from attn_core.eval.threshold import EvalPairs
 from attn_core.scoring.model import FaceQualityModel, ScoreOptions
+from attn_core.scoring.reference import model_settings
 
 THRESHOLD_MODES: tuple[ThresholdMode, ...] = ("per_fraction", "fixed")
 DEFAULT_FMRS = (1e-3, 1e-4)
@@ -68,6 +70,7 @@ class EvalReport:
     summary: dict[str, Any]
     embeddings_computed: int = 0
     scores_computed: int = 0
+    pairs: EvalPairs | None = None  # the pairs behind the curves: a goal becomes a threshold (eval.threshold)
 
 
 
@@ -243,7 +246,11 @@ def run_eval(
     written = write_eval_report(out_dir, summary, curves, plot_groups, f"{random_note}EDC, matcher {judge.name}, {len(used)} pairs",
                                 fmrs, threshold_modes, files, records, labels, name)
     report_progress(progress, 1.0, "done")
+    usable = [path for path in files if path not in bad]
+    kept = EvalPairs(genuine, distance, pair_q,
+                     {label: {name(path): records[path].quality[label] for path in usable} for label in labels},
+                     {m.label: model_settings(m.model, m.options) for m in methods}, source, judge.name)
     return EvalReport(curves, *written, failed, len(pairs), len(used),
-                      verdicts, warnings, summary, counts.embedded, counts.scored)
+                      verdicts, warnings, summary, counts.embedded, counts.scored, kept)
 
 

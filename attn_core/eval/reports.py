@@ -234,3 +234,10 @@ def write_sweep_report(out_dir: str | Path, rows: list[dict[str, Any]], summary:
     markdown = sweep_markdown(summary, plot_paths)
     markdown_path.write_text(markdown)
     return markdown, markdown_path, json_path, csv_path, plot_paths
+
+
+def write_threshold_report(out_dir: str | Path, goals: Sequence[Any]) -> Path:
+    """``threshold.json``: a goal read off the EDC (``attn-fiqa eval --target-fnmr/--discard``), one entry per FMR."""
+    path = Path(out_dir) / "threshold.json"
+    path.write_text(json.dumps([goal.to_dict() for goal in goals], indent=1))
+    return path

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
 
 from attn_core.scoring.capture import AttentionCapture, QueryKey, run_to_qkv
 from attn_core.zoo.backbone import Backbone
+
+if TYPE_CHECKING:
+    from attn_core.scoring.reference import Reference, Standing
 
 Aggregation = Literal["mean", "median", "max", "inv_std"]
 TokenMode = Literal["all", "patch"]
@@ -84,6 +87,15 @@ class QualityResult:
         """Re-summarise with other heads / aggregation / token mode, from the cached statistics (no forward pass)."""
         result = summarize(self.stats, heads=heads, aggregation=aggregation, tokens=tokens)
         return replace(result, face=self.face, embedding=self.embedding)
+
+    def standing(self, reference: Reference) -> Standing:
+        """Where this score stands against a reference set (``attn_core.scoring.load_reference``): percentile,
+        0-100 value and pass/fail. A reference of other weights or settings raises ``ReferenceError``."""
+        return reference.standing(self)
+
+    def percentile(self, reference: Reference) -> float:
+        """0-100: the share of the reference's faces that score strictly lower than this one."""
+        return reference.standing(self).percentile
 
 
 def _check_options(num_heads: int, heads: Sequence[int] | None, aggregation: str, tokens: str, prefix: int) -> tuple[int, ...]:
