@@ -13,7 +13,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from attn_core.faces.detect import FaceDetector, get_detector
+from attn_core.faces.detect import DETECT_MAX_SIDE, FaceDetector, get_detector
 from attn_core.faces.images import ImageLike, _describe, load_image
 
 __all__ = ["ARCFACE_TEMPLATE", "TEMPLATE_SIZE", "AlignedFace", "NoFaceError", "align_face", "extract_faces",
@@ -184,12 +184,14 @@ def extract_faces(
     on_no_face: Literal["error", "center_crop"] = "error",
     all_faces: bool = False,
     size: int = 112,
+    detect_max_side: int = DETECT_MAX_SIDE,
 ) -> list[AlignedFace]:
     """Photo -> aligned face crops: the single entry point from user input to model input.
 
     A ``size`` x ``size`` image is taken as already aligned and passed through untouched. Otherwise faces are
     detected and aligned: only the largest unless ``all_faces``. With no face, raise NoFaceError or, with
-    ``on_no_face="center_crop"``, fall back to the centre square resized to ``size``.
+    ``on_no_face="center_crop"``, fall back to the centre square resized to ``size``. Detection runs on a copy at
+    most ``detect_max_side`` long (smaller for live video frames); the crops are cut from the full-size photo.
     """
     if on_no_face not in ("error", "center_crop"):
         raise ValueError(f"on_no_face must be 'error' or 'center_crop', got {on_no_face!r}.")
@@ -200,7 +202,7 @@ def extract_faces(
     if photo.shape[:2] == (size, size):
         return [AlignedFace(photo, photo, None, None, identity, 1, "pre_aligned")]
 
-    faces = (detector or get_detector()).detect(photo)
+    faces = (detector or get_detector()).detect(photo, detect_max_side)
     if not faces:
         if on_no_face == "error":
             height, width = photo.shape[:2]
