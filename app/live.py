@@ -92,21 +92,22 @@ class LiveSession:
         self.timings.append((now, milliseconds))
         while self.points and self.points[0][0] < now - HISTORY_SECONDS:
             self.points.popleft()
-        while self.timings and self.timings[0][0] < now - RATE_SECONDS:
+        while len(self.timings) > 2 and self.timings[0][0] < now - RATE_SECONDS:  # the last two always count
             self.timings.popleft()
 
     def stats(self) -> str:
-        """The status line: frames scored, frames handled per second and the handler's ms per frame (median),
-        both over the last RATE_SECONDS."""
+        """The status line: frames scored, frames handled per second over the last RATE_SECONDS (at least the last
+        two frames), and the server's time for the latest frame (decode, detect, align, score, draw)."""
         times = [t for t, _ in self.timings]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-        ms = float(np.median([m for _, m in self.timings])) if self.timings else 0.0
+        ms = self.timings[-1][1] if self.timings else 0.0
         return f"frames scored: {self.scored} · {fps:.1f} fps · {ms:.0f} ms per frame"
 
     def arrived(self, now: float) -> None:
         """A frame arrived: after a pause (the camera stopped and started again) the time limit counts anew."""
         if self.last_frame and now - self.last_frame > IDLE_SECONDS:
             self.started = now
+            self.timings.clear()  # the rate of this stream, not of the one before the pause
         self.last_frame = now
 
     def expired(self, now: float) -> bool:

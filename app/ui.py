@@ -11,11 +11,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from app import models  # noqa: E402
+from app.live import set_time_limit  # noqa: E402
 from app.models import RANDOM_LABEL  # noqa: E402
 from app.photos import EXAMPLES_DIR, example_paths  # noqa: E402
 from app.pictures import KEEP_SECONDS  # noqa: E402
 from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab, live  # noqa: E402
-from app.live import set_time_limit  # noqa: E402
 from app.uploads import MAX_UPLOAD  # noqa: E402
 
 # Queue limits: at most this many handlers run at once (each may hold a model and a few images), and at most

@@ -18,10 +18,10 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from app import live  # noqa: E402
-from app.tabs import live as live_tab  # noqa: E402
+from app import live
+from app.tabs import live as live_tab
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]
 
@@ -316,7 +316,7 @@ def test_two_streams_at_once_keep_their_own_plot_and_best_frame(server, tmp_path
         _wait_scored(page_a, _stats(page_a)[0] + 1)  # both streams are running now
         assert _stats(page_b)[0] == 0
         assert page_b.locator("#live-plot-svg").get_attribute("data-points") == "0"
-        assert page_b.locator("#live-best").inner_text().strip() == "No best frame yet."
+        assert page_b.locator("#live-best [data-testid=markdown]").inner_text().strip() == "No best frame yet."
         assert page_b.locator("#live-best-files a").count() == 0
         assert int(page_a.locator("#live-plot-svg").get_attribute("data-points")) >= 3
         assert "Best so far" in page_a.locator("#live-best").inner_text()

@@ -166,9 +166,9 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
             "example_scores": examples, "map_is_exact": result.map_is_exact,
         }
         files = _best_files(session.best, model.spec, numbers)
-        best = (files[0], files[1], files, f"**Best so far: {result.score:+.4f}** (frame {session.best.frame}, "
-                                           f"{session.best.at:.1f} s into the stream). Download the crop, its map "
-                                           f"and its numbers below.")
+        best = (files[0], files[1], files, (f"**Best so far: {result.score:+.4f}** (frame {session.best.frame}, "
+                                            f"{session.best.at:.1f} s into the stream). Download the crop, its map "
+                                            f"and its numbers below."))
     return view_html(view), score_md, scored.reason, result.score, best
 
 
@@ -185,9 +185,9 @@ def live_frame(frame: Any, backbone: str, random_weights: bool = False, request:
         if session.expired(now):
             live.release_slot(key)
             minutes = live.time_limit() / 60
-            return (gr.skip(), gr.skip(), f"This live stream stopped after its {minutes:g}-minute limit, so a "
-                    f"forgotten tab does not hold the server; press Reset to start again.", gr.skip(), gr.skip(),
-                    *SKIP_BEST)
+            stopped = (f"This live stream stopped after its {minutes:g}-minute limit, so a forgotten tab does not "
+                       f"hold the server; press Reset to start again.")
+            return (gr.skip(), gr.skip(), stopped, gr.skip(), gr.skip(), *SKIP_BEST)
         pixels = _pixels(frame)
         if not live.take_slot(key, now):
             return (gr.skip(), gr.skip(), live.WAIT_SENTENCE, gr.skip(), gr.skip(), *SKIP_BEST)
