@@ -169,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                 results = measure(browser, url, args.backbone, streams, args.seconds, server.pid)
                 rows += [_row(f"{streams} stream(s), stream {index + 1}", r) for index, r in enumerate(results)]
                 print(f"  done {streams} stream(s) (load {load_average()})", flush=True)
+            steps = []
             for _ in range(args.memory_streams):
                 measure(browser, url, args.backbone, 1, args.memory_seconds, server.pid)
-            time.sleep(5)
-            rss_after = _rss_mib(server.pid)
+                time.sleep(5)
+                steps.append(_rss_mib(server.pid))
+            rss_after = steps[-1]
             browser.close()
     finally:
         server.terminate()
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(rows))
     change = 100 * (rss_after - rss_before) / rss_before
     print(f"\nserver RSS: {rss_before:.0f} MiB after the warm-up stream, {rss_after:.0f} MiB after "
-          f"{args.memory_streams} streams of {args.memory_seconds:.0f} s ({change:+.1f} %; limit +10 %)")
+          f"{args.memory_streams} streams of {args.memory_seconds:.0f} s ({change:+.1f} %; limit +10 %); after each: "
+          + ", ".join(f"{rss:.0f}" for rss in steps) + " MiB")
     print(f"load average (1/5/15 min) at end: {load_average()}")
     return 0
 

@@ -142,6 +142,17 @@ def test_several_faces_score_the_largest_and_say_so():
     assert STATS.match(answer["stats"]).group(1) == "1"
 
 
+def test_a_frame_that_arrives_while_its_session_is_busy_is_dropped_at_once():
+    frame = _url(_frame("person_a_1.jpg"))
+    session = live.session("a")
+    with session.lock:  # a frame of this session is being scored
+        began = time.monotonic()
+        answer = _send("a", url=frame)
+        assert time.monotonic() - began < 0.5
+    assert all(_skipped(answer[name]) for name in OUTPUTS) and session.scored == 0
+    assert STATS.match(_send("a", url=frame)["stats"]).group(1) == "1"  # the next one is scored
+
+
 def test_a_third_stream_is_told_to_wait_until_a_slot_frees():
     frame = _frame("person_a_1.jpg")
     _send("a", frame), _send("b", frame)
@@ -332,3 +343,16 @@ def test_a_refused_camera_is_said_in_the_page(server):
         hint.wait_for(state="visible")
         assert "refused the camera" in hint.inner_text()
         browser.close()
+
+
+def test_the_time_limit_option_reaches_the_stream(monkeypatch):
+    from app import cli, ui
+
+    seen = {}
+    monkeypatch.setattr(ui, "launch", lambda **kwargs: seen.update(kwargs))
+    assert cli.main(["--live-limit", "90"]) == 0 and seen["live_limit"] == 90.0
+    monkeypatch.setitem(live._settings, "time_limit", 90.0)  # what ui.launch(live_limit=90) sets before building
+    demo = ui.build_demo()
+    (stream,) = [fn for fn in demo.fns.values() if fn.api_name == "live_frame"]
+    assert stream.time_limit == 90 and stream.connection == "stream" and stream.concurrency_id == "live"
+    assert any(target[1] == "unload" for fn in demo.fns.values() for target in fn.targets)
