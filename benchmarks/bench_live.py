@@ -14,6 +14,8 @@ browser contexts = two sessions), a MutationObserver records every update of the
     p50 / p95;
   - page interval: time between two updates in the page, p50 / p95 (what a user sees: one new frame every ...);
   - server CPU per frame: the app process's user+system CPU time over the window / frames scored (all streams).
+``--stages``: instead, the server's work on one frame in this process, stage by stage (CPU time of this process and
+wall time, medians over the clip's frames), with torch on 1 thread and on its default thread count.
 Memory: the app's RSS after the warm-up stream (its tab closed), then after ``--memory-streams`` streams of
 ``--memory-seconds`` each, one after another, each tab closed: it must come back within 10 %.
 The machine is shared: the load average is printed before and after.
@@ -22,6 +24,7 @@ The machine is shared: the load average is printed before and after.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import socket
@@ -141,6 +144,62 @@ def _row(label: str, result: dict) -> str:
             f"{result['cpu_ms_per_frame']:.0f} |")
 
 
+def _timed(times: dict, name: str, function, *args, **kwargs):
+    cpu, wall = time.process_time(), time.perf_counter()
+    value = function(*args, **kwargs)
+    times.setdefault(name, []).append((1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall)))
+    return value
+
+
+def _drawn(face, result, spec):
+    from attn_core.viz import draw_boxes, photo_overlay
+
+    return draw_boxes(photo_overlay(face, result.patch_map, spec), [face.box])
+
+
+def stages(backbone: str, precision: str, repeats: int = 2) -> None:
+    """The Live handler's stages on the clip's frames, in this process: what one frame costs the server."""
+    import base64
+
+    import cv2
+    import numpy as np
+    import torch
+    from live_video import frames
+
+    from app import live, models
+    from app.tabs import live as live_tab
+    from attn_core.faces import extract_faces
+
+    models.set_precision(precision)
+    urls = []
+    for rgb in list(frames(4.0, 5))[::4]:
+        _, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        urls.append("data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode())
+    model = models.load_model(backbone, True)
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        times: dict[str, list[tuple[float, float]]] = {}
+        timed = functools.partial(_timed, times)
+        model.score_faces([np.zeros((112, 112, 3), np.uint8)])  # warm
+        for url in urls * repeats:
+            pixels = timed("decode (data URL -> RGB)", live.frame_pixels, url)
+            timed("detect + align, full 640 px", extract_faces, pixels, all_faces=True)
+            faces = timed(f"detect + align, {live.DETECT_SIDE} px (used)", extract_faces, pixels, all_faces=True,
+                          detect_max_side=live.DETECT_SIDE)
+            if faces[0].method != "detected":
+                continue
+            (result,) = timed("score (ViT forward + statistics)", model.score_aligned, faces[:1])
+            view = timed("map on the frame + box", _drawn, faces[0], result, model.spec)
+            timed("JPEG + data URL of the view", live_tab.view_html, view)
+        print(f"\n{backbone} (random weights), precision {model.precision}, torch threads {threads}, "
+              f"{len(times['decode (data URL -> RGB)'])} frames; load {load_average()}")
+        print("| stage | CPU ms (median) | wall ms (median) |\n|---|---|---|")
+        for name, values in times.items():
+            print(f"| {name} | {np.median([c for c, _ in values]):.1f} | {np.median([w for _, w in values]):.1f} |")
+    torch.set_num_threads(default_threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="cvlface-vit-s-adaface")
@@ -148,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per stream count")
     parser.add_argument("--memory-streams", type=int, default=3)
     parser.add_argument("--memory-seconds", type=float, default=30.0)
+    parser.add_argument("--stages", action="store_true", help="only the per-stage cost of one frame, in this process")
     args = parser.parse_args(argv)
+    if args.stages:
+        stages(args.backbone, args.precision)
+        return 0
     from playwright.sync_api import sync_playwright
 
     print(f"load average (1/5/15 min) at start: {load_average()}")
