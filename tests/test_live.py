@@ -125,6 +125,7 @@ def test_two_sessions_never_mix():
     a = _send("a", _frame("person_a_1.jpg"))
     b = _send("b", _frame())  # no face: nothing scored in b
     assert b["reason"].startswith("No face in this frame") and 'data-points="0"' in b["plot"]
+    assert b["score"] == "## No score for this frame"
     assert all(_skipped(b[name]) for name in ("best_crop", "best_map", "best_files", "best"))
     b = _send("b", _frame("person_b_1.jpg"))
     a2 = _send("a", _frame("person_a_2.jpg"))

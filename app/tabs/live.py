@@ -144,7 +144,7 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
     if session.settings != settings:  # another backbone: its scores do not compare with the history's
         session.restart(settings)
     if scored.result is None:
-        return view_html(pixels), gr.skip(), scored.reason, None, SKIP_BEST
+        return view_html(pixels), "## No score for this frame", scored.reason, None, SKIP_BEST
     result, face = scored.result, scored.faces[0]
     boxes = [f.box for f in scored.faces if f.box is not None]
     view = draw_boxes(photo_overlay(face, result.patch_map, model.spec), boxes, highlight=0)
