@@ -59,15 +59,12 @@ class FaceDetector:
         finally:
             cv2.utils.logging.setLogLevel(previous_level)
 
-    def detect(self, image_rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[DetectedFace]:
-        """All faces in an (H, W, 3) uint8 RGB photo, largest box first (photo pixel coordinates).
-
-        Detection runs on a copy at most ``max_side`` pixels long (a live video frame: smaller, for speed); boxes and
-        landmarks come back in the photo's own pixels."""
+    def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
+        """All faces in an (H, W, 3) uint8 RGB photo, largest box first (photo pixel coordinates)."""
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"detect expects an (H, W, 3) uint8 RGB array, got {image_rgb.shape} {image_rgb.dtype}.")
         height, width = image_rgb.shape[:2]
-        scale = min(1.0, int(max_side) / max(height, width))
+        scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
         if scale < 1.0:
             small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             work = cv2.resize(image_rgb, small_size, interpolation=cv2.INTER_AREA)
