@@ -69,8 +69,10 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1)
-            page.goto(demo.local_url, wait_until="networkidle")
+            # "load", not "networkidle": the Live tab's stream keeps Gradio's heartbeat connection open.
+            page.goto(demo.local_url, wait_until="load")
             page.wait_for_selector("#inspect-image", timeout=TIMEOUT_MS)
+            page.wait_for_function("() => [...document.images].every(image => image.complete)", timeout=TIMEOUT_MS)
 
             def shot(name: str) -> None:
                 path = out / f"{name}.png"
