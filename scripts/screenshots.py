@@ -3,7 +3,7 @@
     python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
     python scripts/screenshots.py --only-lab --lab-docs docs/lab.png   # the Attention lab after a click, alone
-    python scripts/screenshots.py --only-live --live-docs docs/live.png  # the Live tab on a fake camera, alone
+    python scripts/screenshots.py --only-live --live-docs docs/live.png  # the Live tab, fake camera
 
 Without face-trained weights the app's default backbone cannot run: the script then shows the offline first run
 (first_run_start/before/after.png: a photo refused in one sentence, then the banner's "Try the mechanics with random
