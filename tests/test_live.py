@@ -119,6 +119,7 @@ def test_a_frame_is_scored_and_its_best_crop_scores_the_same_in_the_library():
     if live.session("a").points[-1][1] < expected:
         assert all(_skipped(worse[name]) for name in ("best_crop", "best_map", "best_files", "best"))
     assert live.session("a").best.score == max(score for _, score in live.session("a").points)
+    assert live.session("a").best.result.face is None  # the best frame's numbers and crop, not the whole frame
 
 
 def test_two_sessions_never_mix():

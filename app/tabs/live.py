@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -154,7 +155,7 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
                 + weights_warning(model, random_weights))
     best = SKIP_BEST
     if session.best is None or result.score > session.best.score:
-        session.best = live.BestFrame(result.score, face.aligned.copy(), result.with_options(),
+        session.best = live.BestFrame(result.score, face.aligned.copy(), replace(result, face=None),  # no frame kept
                                       time.monotonic() - session.started, session.scored + 1)
         numbers = {
             "score": result.score, "head_scores": [float(s) for s in result.head_scores], "block": result.block,
