@@ -307,11 +307,13 @@ def test_the_fake_camera_is_scored_plotted_and_its_best_frame_downloaded(server,
         assert abs(json.loads(files["best_frame.json"].read_text())["score"] - expected) < 1e-6
         assert f"Best so far: {expected:+.4f}" in page.locator("#live-best").inner_text()
         # Closing the tab frees the session's stream state.
+        assert key in server.state_holder.session_data
         page.context.close()
         deadline = time.monotonic() + 30
         while key in live.known_sessions() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert key not in live.known_sessions()
+        assert key not in server.state_holder.session_data  # nor Gradio's copy of the closed session's page
         browser.close()
 
 
