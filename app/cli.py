@@ -24,6 +24,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="arithmetic of the blocks for every request: auto (default: bf16 where the CPU has bf16 "
                              "matrix units or on GPUs, which cuts the request p50 from 164 to 100 ms for the ViT-S "
                              "shape here; else fp32), fp32 (the reference numbers), bf16/fp16; results show which")
+    parser.add_argument("--live-limit", type=float, default=None, metavar="SECONDS",
+                        help="a Live webcam stream stops by itself after this many seconds (default 600, or "
+                             "$ATTN_FIQA_LIVE_LIMIT_S), so a forgotten tab does not hold the CPU")
 
 
 def add_app_parser(subparsers) -> None:
@@ -50,7 +53,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.ssl_certfile:
         extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
-           num_heads=args.num_heads, precision=args.precision, **extra)
+           num_heads=args.num_heads, precision=args.precision, live_limit=args.live_limit, **extra)
     return 0
 
 

@@ -11,10 +11,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from app import models  # noqa: E402
+from app.live import set_time_limit  # noqa: E402
 from app.models import RANDOM_LABEL  # noqa: E402
 from app.photos import EXAMPLES_DIR, example_paths  # noqa: E402
 from app.pictures import KEEP_SECONDS  # noqa: E402
-from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab  # noqa: E402
+from app.tabs import about, batch, compare, degrade, evaluate, inspect, lab, live  # noqa: E402
 from app.uploads import MAX_UPLOAD  # noqa: E402
 
 # Queue limits: at most this many handlers run at once (each may hold a model and a few images), and at most
@@ -63,6 +64,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Inspect", id="inspect"):
                 controls = inspect.build(backbone, random_weights, status, spec)
             lab.tab(backbone, random_weights, controls)
+            live.tab(backbone, random_weights, demo)
             with gr.Tab("Degradation explorer", id="degrade"):
                 degrade.build(backbone, random_weights, controls)
             with gr.Tab("Compare backbones", id="compare"):
@@ -100,13 +102,17 @@ def _try_random(image):
 
 
 def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, weights: str | None = None,
-           backbone: str = "", num_heads: int | None = None, precision: str = "auto", **kwargs):
+           backbone: str = "", num_heads: int | None = None, precision: str = "auto", live_limit: float | None = None,
+           **kwargs):
     """Build, queue and serve the app; ``prevent_thread_lock=True`` returns at once (tests, scripts).
 
     ``weights``: the user's own checkpoint, served as the default backbone (``backbone`` names its architecture).
     ``precision``: auto (default: bf16 where the hardware multiplies it fast, else fp32), fp32, bf16 or fp16.
+    ``live_limit``: seconds a Live webcam stream runs before it stops by itself (default 600).
     """
     models.set_precision(precision)
+    if live_limit is not None:
+        set_time_limit(live_limit)
     if weights:
         models.use_weights(backbone, weights, num_heads)
     demo = build_demo()

@@ -67,8 +67,9 @@ def main() -> int:
             demo = ui.launch(host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(demo.local_url, wait_until="networkidle")
+                page.goto(demo.local_url, wait_until="load")  # not "networkidle": the heartbeat stays open
                 page.wait_for_selector("#backbone-status", timeout=TIMEOUT_MS)
+                page.wait_for_function("() => [...document.images].every(image => image.complete)", timeout=TIMEOUT_MS)
                 page.screenshot(path=str(args.out / "first_use_start.png"))
                 upload(page, "inspect-image", EXAMPLES / "person_b_1.jpg")
                 try:
@@ -89,8 +90,9 @@ def main() -> int:
             demo = ui.launch(host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(demo.local_url, wait_until="networkidle")
+                page.goto(demo.local_url, wait_until="load")
                 page.wait_for_selector("#banner", timeout=TIMEOUT_MS)
+                page.wait_for_function("() => [...document.images].every(image => image.complete)", timeout=TIMEOUT_MS)
                 page.screenshot(path=str(args.out / "offline_banner.png"))
             finally:
                 demo.close()

@@ -3,6 +3,7 @@
     python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
     python scripts/screenshots.py --only-lab --lab-docs docs/lab.png   # the Attention lab after a click, alone
+    python scripts/screenshots.py --only-live --live-docs docs/live.png  # the Live tab, fake camera
 
 Without face-trained weights the app's default backbone cannot run: the script then shows the offline first run
 (first_run_start/before/after.png: a photo refused in one sentence, then the banner's "Try the mechanics with random
@@ -68,8 +69,10 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1)
-            page.goto(demo.local_url, wait_until="networkidle")
+            # "load", not "networkidle": the Live tab's stream keeps Gradio's heartbeat connection open.
+            page.goto(demo.local_url, wait_until="load")
             page.wait_for_selector("#inspect-image", timeout=TIMEOUT_MS)
+            page.wait_for_function("() => [...document.images].every(image => image.complete)", timeout=TIMEOUT_MS)
 
             def shot(name: str) -> None:
                 path = out / f"{name}.png"
@@ -163,6 +166,53 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
     return _small_copies(out, saved, docs, lab_docs)
 
 
+def capture_live(out: Path, live_docs: Path | None, width: int, backbone: str = "cvlface-vit-s-adaface",
+                 seconds: float = 12.0) -> list[Path]:
+    """The Live tab after ``seconds`` of Chromium's fake camera playing benchmarks/live_video.py's clip (an example
+    face, moving), random weights ticked: the map on the face, the score plot, the best frame."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from live_video import write_video
+
+    from app import ui
+
+    clip = write_video(Path(tempfile.mkdtemp(prefix="live_shot_")) / "camera.y4m", seconds_each=4.0, fps=10)
+    camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+              f"--use-file-for-fake-video-capture={clip}"]
+    demo = ui.launch(host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera)
+            context = browser.new_context(viewport={"width": width, "height": 1000}, permissions=["camera"])
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(demo.local_url, wait_until="load")
+            page.locator("#random-weights input[type=checkbox]").check()
+            page.locator("#backbone input").fill(backbone)
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"() => document.querySelector('#backbone-status').innerText.includes('{backbone}')")
+            open_tab(page, "Live")
+            page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+            page.wait_for_function("() => document.querySelector('#live-camera video')?.readyState >= 2")
+            page.locator("#live-camera button[aria-label='capture photo']").click()
+            page.wait_for_function("() => /frames scored: [1-9]/.test(document.querySelector('#live-stats').innerText)")
+            page.wait_for_timeout(seconds * 1000)
+            path = out / "live.png"
+            page.screenshot(path=str(path), full_page=True)
+            print(f"saved {path}")
+            browser.close()
+    finally:
+        demo.close()
+    if live_docs is not None:
+        save_small(path, live_docs)
+        return [path, live_docs]
+    return [path]
+
+
 def _small_copies(out: Path, saved: list[Path], docs: Path | None, lab_docs: Path | None) -> list[Path]:
     for name, target in (("inspect", docs), ("lab", lab_docs)):
         if target is not None:
@@ -196,7 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-docs", type=Path, default=None,
                         help="also write a small copy of the Attention lab screenshot here (e.g. docs/lab.png)")
     parser.add_argument("--only-lab", action="store_true", help="stop after the Inspect and Attention lab shots")
+    parser.add_argument("--only-live", action="store_true",
+                        help="only the Live tab, streaming a fake camera (benchmarks/live_video.py) for a few seconds")
+    parser.add_argument("--live-docs", type=Path, default=None,
+                        help="also write a small copy of the Live screenshot here (e.g. docs/live.png)")
     args = parser.parse_args(argv)
+    if args.only_live:
+        capture_live(args.out, args.live_docs, args.width)
+        return 0
     capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab)
     return 0
 

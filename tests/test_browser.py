@@ -39,7 +39,8 @@ def page(app_url):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(WAIT_MS)
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load")  # not "networkidle": the Live tab's stream keeps a heartbeat open
+        page.locator("#backbone").wait_for()
         yield page
         browser.close()
 
@@ -119,7 +120,7 @@ def test_webcam_capture_is_scored_and_overlaid(app_url, tmp_path):
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load")
         page.locator("#random-weights input[type=checkbox]").check()
         page.wait_for_function("() => document.querySelector('#backbone-status').innerText.includes('Random weights')")
         page.locator("#inspect-image button[aria-label='Capture from camera']").click()

@@ -185,7 +185,8 @@ def page(server):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(WAIT_MS)
-        page.goto(server.local_url, wait_until="networkidle")
+        page.goto(server.local_url, wait_until="load")  # not "networkidle": the Live tab keeps a heartbeat open
+        page.locator("#backbone").wait_for()
         yield page
         browser.close()
 

@@ -88,7 +88,8 @@ def test_click_a_patch_in_chromium(server, captures):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(90_000)
-            page.goto(server.local_url, wait_until="networkidle")
+            page.goto(server.local_url, wait_until="load")  # not "networkidle": the Live tab keeps a heartbeat open
+            page.locator("#backbone").wait_for()
             from app import models
             from attn_core.zoo.registry import get_spec, weights_available
 

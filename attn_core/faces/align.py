@@ -13,7 +13,12 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from attn_core.faces.detect import FaceDetector, get_detector
+from attn_core.faces.detect import (
+    DETECT_MAX_SIDE,
+    DetectedFace,
+    FaceDetector,
+    get_detector,
+)
 from attn_core.faces.images import ImageLike, _describe, load_image
 
 __all__ = ["ARCFACE_TEMPLATE", "TEMPLATE_SIZE", "AlignedFace", "NoFaceError", "align_face", "extract_faces",
@@ -177,6 +182,21 @@ def _center_crop(image_rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarr
     return crop, matrix, (float(left), float(top), float(side), float(side))
 
 
+def _detect(photo: np.ndarray, detector: FaceDetector, max_side: int) -> list[DetectedFace]:
+    """``detector.detect`` on a copy of ``photo`` at most ``max_side`` long, boxes and landmarks in ``photo``'s pixels
+    (any object with ``detect(image_rgb)`` works; the detector may reduce the copy further itself)."""
+    height, width = photo.shape[:2]
+    if max(height, width) <= max_side:
+        return detector.detect(photo)
+    scale = max_side / max(height, width)
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(photo, small_size, interpolation=cv2.INTER_AREA)
+    factor = np.array([width / small_size[0], height / small_size[1]])  # exact per axis, whatever the rounding
+    return [DetectedFace(tuple(float(v) for v in np.asarray(face.box) * np.tile(factor, 2)),
+                         (face.landmarks * factor).astype(np.float32), face.confidence)
+            for face in detector.detect(small)]
+
+
 def extract_faces(
     image: ImageLike,
     *,
@@ -184,12 +204,14 @@ def extract_faces(
     on_no_face: Literal["error", "center_crop"] = "error",
     all_faces: bool = False,
     size: int = 112,
+    detect_max_side: int = DETECT_MAX_SIDE,
 ) -> list[AlignedFace]:
     """Photo -> aligned face crops: the single entry point from user input to model input.
 
     A ``size`` x ``size`` image is taken as already aligned and passed through untouched. Otherwise faces are
     detected and aligned: only the largest unless ``all_faces``. With no face, raise NoFaceError or, with
-    ``on_no_face="center_crop"``, fall back to the centre square resized to ``size``.
+    ``on_no_face="center_crop"``, fall back to the centre square resized to ``size``. Detection runs on a copy at
+    most ``detect_max_side`` long (smaller for live video frames); the crops are cut from the full-size photo.
     """
     if on_no_face not in ("error", "center_crop"):
         raise ValueError(f"on_no_face must be 'error' or 'center_crop', got {on_no_face!r}.")
@@ -200,7 +222,7 @@ def extract_faces(
     if photo.shape[:2] == (size, size):
         return [AlignedFace(photo, photo, None, None, identity, 1, "pre_aligned")]
 
-    faces = (detector or get_detector()).detect(photo)
+    faces = _detect(photo, detector or get_detector(), detect_max_side)
     if not faces:
         if on_no_face == "error":
             height, width = photo.shape[:2]

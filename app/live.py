@@ -1,0 +1,200 @@
+"""Live webcam scoring, apart from its layout (app.tabs.live): each browser session's stream state (its score
+history, its best frame, its clock), the two scoring slots, and one frame through the one scoring path.
+
+Why a registry keyed by Gradio's session hash rather than ``gr.State``: Gradio keeps a closed session's state for
+an hour, while a live session holds a best frame and its history; ``forget`` (the app's ``unload`` event) frees it
+the moment the tab closes, and the registry is bounded anyway (LIVE_SESSIONS, least recently used first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import cachetools
+import numpy as np
+
+from app.models import load_model
+from app.photos import image_path
+from attn_core import QualityResult, ScoreOptions
+from attn_core.faces import AlignedFace, extract_faces, load_image
+
+# Detection runs on a copy of the frame at most this long (YuNet still finds a face of ~40 px in a 640x480 frame
+# scaled to 320x240); the crop is cut from the full frame.
+DETECT_SIDE = 320
+HISTORY_SECONDS = 30.0  # the plot's window
+RATE_SECONDS = 5.0  # fps and ms per frame are measured over this window
+STREAMS = 2  # streams scored at once; a third is told to wait
+IDLE_SECONDS = 3.0  # a stream that sent no frame for this long gives its slot up
+LIVE_SESSIONS = 64  # sessions remembered at most (each: <= 30 s of scores and one best frame)
+MAX_FRAME_BYTES = 8 * 2**20  # an encoded frame (a 1920x1080 JPEG is ~1 MB)
+DEFAULT_TIME_LIMIT = 600.0  # a stream stops by itself after this long (attn-fiqa app --live-limit)
+_settings = {"time_limit": float(os.environ.get("ATTN_FIQA_LIVE_LIMIT_S", DEFAULT_TIME_LIMIT))}
+
+WAIT_SENTENCE = (f"{STREAMS} live streams are being scored already; yours starts by itself as soon as one of them "
+                 f"stops, so keep this tab open.")
+
+
+def set_time_limit(seconds: float) -> None:
+    """How long one stream may run (seconds) before it stops by itself; set at launch."""
+    if not seconds > 0:
+        raise ValueError(f"The live time limit must be a positive number of seconds, got {seconds}.")
+    _settings["time_limit"] = float(seconds)
+
+
+def time_limit() -> float:
+    return _settings["time_limit"]
+
+
+@dataclass
+class BestFrame:
+    """The highest-scoring frame of a stream: its crop and map pictures and its numbers (the frame is not kept)."""
+
+    score: float
+    aligned: np.ndarray  # (112, 112, 3) uint8: exactly the pixels scored
+    result: QualityResult
+    at: float  # seconds since the stream started
+    frame: int  # its number among the frames scored
+
+
+@dataclass
+class LiveSession:
+    """One browser session's stream: scores of the last HISTORY_SECONDS, frame timings, the best frame."""
+
+    started: float = field(default_factory=time.monotonic)
+    settings: tuple[str, bool] | None = None  # (backbone, random weights) the history was scored with
+    points: deque = field(default_factory=deque)  # (monotonic time, score)
+    timings: deque = field(default_factory=deque)  # (monotonic time done, ms spent)
+    scored: int = 0
+    best: BestFrame | None = None
+    last_frame: float = 0.0  # when its latest frame arrived: after a pause of IDLE_SECONDS, a new stream begins
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def restart(self, settings: tuple[str, bool] | None = None) -> None:
+        """Start over: no history, no best frame, the time limit counted from now."""
+        self.started = time.monotonic()
+        self.settings = settings
+        self.points.clear()
+        self.timings.clear()
+        self.scored = 0
+        self.best = None
+
+    def record(self, now: float, score: float | None, milliseconds: float) -> None:
+        if score is not None:
+            self.points.append((now, score))
+            self.scored += 1
+        self.timings.append((now, milliseconds))
+        while self.points and self.points[0][0] < now - HISTORY_SECONDS:
+            self.points.popleft()
+        while len(self.timings) > 2 and self.timings[0][0] < now - RATE_SECONDS:  # the last two always count
+            self.timings.popleft()
+
+    def stats(self) -> str:
+        """The status line: frames scored, frames handled per second over the last RATE_SECONDS (at least the last
+        two frames), and the server's time for the latest frame (decode, detect, align, score, draw)."""
+        times = [t for t, _ in self.timings]
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        ms = self.timings[-1][1] if self.timings else 0.0
+        return f"frames scored: {self.scored} · {fps:.1f} fps · {ms:.0f} ms per frame"
+
+    def arrived(self, now: float) -> None:
+        """A frame arrived: after a pause (the camera stopped and started again) the time limit counts anew."""
+        if self.last_frame and now - self.last_frame > IDLE_SECONDS:
+            self.started = now
+            self.timings.clear()  # the rate of this stream, not of the one before the pause
+        self.last_frame = now
+
+    def expired(self, now: float) -> bool:
+        return now - self.started > time_limit()
+
+
+_sessions: cachetools.LRUCache = cachetools.LRUCache(maxsize=LIVE_SESSIONS)
+_slots: dict[str, float] = {}  # session -> time of its last frame scored
+_lock = threading.Lock()
+
+
+def session(key: str) -> LiveSession:
+    """This browser session's stream state (created on its first frame)."""
+    with _lock:
+        found = _sessions.get(key)
+        if found is None:
+            found = _sessions[key] = LiveSession()
+        return found
+
+
+def forget(key: str) -> None:
+    """The tab closed: drop its stream state and its scoring slot."""
+    with _lock:
+        _sessions.pop(key, None)
+        _slots.pop(key, None)
+
+
+def known_sessions() -> set[str]:
+    with _lock:
+        return set(_sessions.keys())
+
+
+def take_slot(key: str, now: float) -> bool:
+    """True when this session may score now: it holds one of the STREAMS slots, or one is free (a slot whose
+    stream sent nothing for IDLE_SECONDS is free)."""
+    with _lock:
+        for other, last in list(_slots.items()):
+            if now - last > IDLE_SECONDS:
+                del _slots[other]
+        if key in _slots or len(_slots) < STREAMS:
+            _slots[key] = now
+            return True
+        return False
+
+
+def release_slot(key: str) -> None:
+    with _lock:
+        _slots.pop(key, None)
+
+
+def frame_pixels(frame: Any) -> np.ndarray:
+    """The frame a stream request sent: a ``data:image/...;base64,`` URL (how the browser streams it), or a file
+    it uploaded (checked like every file a request names, ``app.photos.image_path``)."""
+    if isinstance(frame, dict):
+        url = frame.get("url") or ""
+        frame = url if str(url).startswith("data:") else frame
+    if isinstance(frame, str) and frame.startswith("data:"):
+        header, _, encoded = frame.partition(",")
+        if not header.startswith("data:image/") or ";base64" not in header:
+            raise ValueError("The frame is not an image: the camera stream sends JPEG or PNG frames.")
+        if len(encoded) > MAX_FRAME_BYTES * 4 // 3 + 4:
+            raise ValueError(f"The frame is over {MAX_FRAME_BYTES // 2**20} MiB; lower the camera's resolution.")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("The frame could not be decoded (broken base64 data); restart the camera.") from None
+        return load_image(data)
+    return load_image(image_path(frame))
+
+
+@dataclass
+class FrameScore:
+    """One frame scored: the largest face's result, every face found, and why nothing was scored (if so)."""
+
+    faces: list[AlignedFace]
+    result: QualityResult | None
+    reason: str
+
+
+def score_frame(pixels: np.ndarray, backbone: str, random_weights: bool) -> FrameScore:
+    """Detect (on a copy at most DETECT_SIDE long), align and score the largest face, through the same functions
+    as Inspect (``extract_faces``, ``FaceQualityModel.score_aligned``), at the app's precision, default options."""
+    model = load_model(backbone, random_weights)
+    faces = extract_faces(pixels, all_faces=True, on_no_face="center_crop", detect_max_side=DETECT_SIDE)
+    if faces[0].method == "center_crop":
+        return FrameScore([], None, "No face in this frame: face the camera, with your whole face in view and lit.")
+    (result,) = model.score_aligned(faces[:1], ScoreOptions())
+    reason = "" if len(faces) == 1 else (f"{len(faces)} faces in this frame: the largest (green box) is scored; "
+                                         f"for a clean reading, only one person should face the camera.")
+    return FrameScore(faces, result, reason)
