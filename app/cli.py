@@ -49,9 +49,21 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ValueError("https needs both --ssl-certfile and --ssl-keyfile")
     if args.ssl_certfile:
         extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    _stop_cleanly_on_sigterm()
     launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
            num_heads=args.num_heads, precision=args.precision, **extra)
     return 0
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (what ``kill``, systemd and docker send) stops the server as Ctrl-C does: Gradio closes, deleting its
+    copies of what requests uploaded and were sent, and the app's temp folder goes at exit. Python's default for
+    SIGTERM ends the process at once, leaving every temp file of every request behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,3 +140,27 @@ def test_fixed_chunks_drop_their_padding(crops: np.ndarray, monkeypatch: pytest.
         chunked = model.score_faces(faces[:count], with_embedding=True)
         assert len(chunked) == count and all(r.embedding is not None for r in chunked)
         np.testing.assert_allclose([r.score for r in chunked], [r.score for r in reference[:count]], rtol=1e-6)
+
+
+def test_a_resumed_json_run_gives_the_uninterrupted_scores(tmp_path: Path) -> None:
+    """bf16: a run cut after its first file and resumed scores every face as the uninterrupted run does (there the
+    first file shares a batch of 14; in the cut run it is alone)."""
+    import shutil
+
+    from attn_core.batch.output import read_rows
+    from attn_core.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for copy in range(2):
+        for path in EXAMPLES:
+            if path.name != "aligned_112.png":
+                shutil.copy(path, photos / f"{copy}_{path.name}")
+    files = sorted(str(path) for path in photos.iterdir())
+    tiny = ["--backbone", "test-face-vit-p8", "--random-init", "--quiet", "--precision", "bf16", "--batch-size", "16"]
+    whole, cut = tmp_path / "whole.json", tmp_path / "cut.json"
+    assert main(["score", *files, *tiny, "--out", str(whole)]) == 0
+    assert main(["score", files[0], *tiny, "--out", str(cut)]) == 0
+    assert main(["score", *files, *tiny, "--out", str(cut), "--resume"]) == 0
+    scores = {path: {row["path"]: row["score"] for row in read_rows(path)} for path in (whole, cut)}
+    assert len(scores[whole]) == len(files) and scores[cut] == scores[whole]
