@@ -96,3 +96,30 @@ def test_a_server_stopped_with_sigterm_leaves_only_gradios_copies_of_the_example
     # What stays is Gradio's own copy of each bundled example (kept in its cache by design, the same few files
     # however many requests were served): no upload, no picture, no CSV.
     assert all(examples.get(p.name) == p.read_bytes() for p in left), sorted(map(str, left))
+
+
+def test_each_request_hands_its_freed_heap_back_after_answering(monkeypatch):
+    """The heap trim after a request (memory after load rounds: benchmarks/RESULTS.md) runs once the answer is
+    handed over, never on the request's latency."""
+    import threading
+
+    from app import errors
+
+    trimming, release, trims = threading.Event(), threading.Event(), []
+
+    def slow_trim():
+        trimming.set()
+        release.wait(10)
+        trims.append(1)
+
+    monkeypatch.setattr(errors, "return_freed_memory", slow_trim)
+    began = time.monotonic()
+    assert errors.user_errors(seconds=5)(lambda: "answer")() == "answer"
+    assert time.monotonic() - began < 5 and not trims  # answered while the trim is still running
+    assert trimming.wait(5)
+    release.set()
+    for _ in range(100):
+        if trims:
+            break
+        time.sleep(0.05)
+    assert trims == [1]
