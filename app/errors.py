@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from attn_core.paths import ASSETS_DIR, weights_home
-from attn_core.zoo.backbone import return_freed_memory
+from attn_core.zoo import return_freed_memory
 
 log = logging.getLogger("attn_fiqa.app")
 
