@@ -179,6 +179,7 @@ def test_an_oversize_file_is_refused_from_its_size(server, api):
     big = _upload_cache_folder(server) / "huge.jpg"
     with open(big, "wb") as handle:  # sparse: no disk used, and never read
         handle.truncate(2 * 2**30)  # 2 GiB, the size the issue tried
+    assert big.stat().st_size > MAX_FILE_BYTES
     began = time.monotonic()
     event, answer = _call(server, "/inspect", _arguments(api["/inspect"]["parameters"], {"path": str(big), "meta": META}))
     assert event in ("error", "complete") and "huge.jpg" in _error_text(answer) and "limit" in _error_text(answer), answer
