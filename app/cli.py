@@ -52,9 +52,40 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ValueError("https needs both --ssl-certfile and --ssl-keyfile")
     if args.ssl_certfile:
         extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    _stop_cleanly_on_sigterm()
+    _few_heap_arenas()
     launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
            num_heads=args.num_heads, precision=args.precision, live_limit=args.live_limit, **extra)
     return 0
+
+
+# glibc's mallopt parameter for the number of heaps ("arenas") threads may use; 8 per core by default.
+M_ARENA_MAX = -8
+HEAP_ARENAS = 2
+
+
+def _few_heap_arenas() -> None:
+    """At most HEAP_ARENAS malloc heaps for the server's threads (as MALLOC_ARENA_MAX=2 would). Every request runs
+    in a thread of its own and glibc hands threads heaps of their own, each keeping the pages its requests freed:
+    the server's RSS grew round after round of load (+12 %, +13 %, +15 % of its warm-up level, and stayed there
+    idle) against +4 %, +5 %, +6 % with two heaps (benchmarks/RESULTS.md). A no-op off glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, HEAP_ARENAS)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (what ``kill``, systemd and docker send) stops the server as Ctrl-C does: Gradio closes, deleting its
+    copies of what requests uploaded and were sent, and the app's temp folder goes at exit. Python's default for
+    SIGTERM ends the process at once, leaving every temp file of every request behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from attn_core.paths import ASSETS_DIR, weights_home
+from attn_core.zoo import return_freed_memory
 
 log = logging.getLogger("attn_fiqa.app")
 
@@ -61,6 +62,7 @@ def _within(seconds: float, function: Callable, args: tuple, kwargs: dict):
     """
     outcome: dict[str, Any] = {}
     context = contextvars.copy_context()
+    done = threading.Event()
 
     def run() -> None:
         _limited.set(True)
@@ -68,11 +70,16 @@ def _within(seconds: float, function: Callable, args: tuple, kwargs: dict):
             outcome["value"] = function(*args, **kwargs)
         except BaseException as error:  # re-raised in the caller's thread
             outcome["error"] = error
+        finally:
+            done.set()
+        # After the answer is handed over (off the request's latency): the request's freed heap back to the OS.
+        # Each request runs in a fresh thread, and glibc gives threads heaps of their own (up to 8 per core) that
+        # keep freed pages; without this the server grew by every round of load (benchmarks/RESULTS.md).
+        return_freed_memory()
 
     worker = threading.Thread(target=context.run, args=(run,), name=f"attn_fiqa:{function.__name__}", daemon=True)
     worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
+    if not done.wait(seconds):
         log.warning("%s ran past its %.0f s limit; its work was abandoned", function.__name__, seconds)
         raise RequestTimeout
     if "error" in outcome:

@@ -68,11 +68,11 @@ def release_scores(backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
 
 def plain_forward(backbone: Backbone, images: torch.Tensor, index: int) -> None:
     """The forward our path runs (same micro-batches) with no hook and no score."""
-    step = micro_batch_size(backbone, images.shape[0])
+    step = micro_batch_size(backbone)
     target = backbone.blocks[index]
     with torch.inference_mode():
         for start in range(0, images.shape[0], step):
-            tokens = backbone.tokens_before(images[start : start + step], index)
+            tokens = backbone.tokens_before(quality.pad_chunk(images[start : start + step], step), index)
             target.attn.qkv(target.norm1(tokens))
 
 
@@ -88,18 +88,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="timed rounds per path (default: 10 / 5 / 3 for batch 1 / 8 / 64)")
     parser.add_argument("--device")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--budget-mib", type=float,
-                        help="override quality.CPU_ACTIVATION_BUDGET (CPU micro-batch size); 0 = whole batch")
+    parser.add_argument("--micro", type=int,
+                        help="override quality.CPU_FORWARD_IMAGES (images per CPU forward, the last chunk padded)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.budget_mib is not None:
-        quality.CPU_ACTIVATION_BUDGET = int(args.budget_mib * 2**20) if args.budget_mib > 0 else 2**62
+    if args.micro:
+        quality.CPU_FORWARD_IMAGES = args.micro
     device = pick_device(args.device)
     print(header("Scoring throughput (fp32, inference mode)", device))
-    budget = quality.CPU_ACTIVATION_BUDGET
-    print(f"- CPU micro-batch budget: {budget / 2**20:.0f} MiB of widest activation" if budget < 2**62 else
-          "- CPU micro-batch budget: off (`--budget-mib 0`: whole batch in one forward)")
+    print(f"- images per CPU forward: {quality.CPU_FORWARD_IMAGES} (the last chunk padded)")
     peak = matmul_rate(device)
     print(f"- fp32 torch.matmul (best of 1024/2048, 10 repeats each): {peak:.0f} GFLOP/s (the roofline below)\n")
     rows = []

@@ -178,7 +178,8 @@ def test_an_oversize_file_is_refused_from_its_size(server, api):
 
     big = _upload_cache_folder(server) / "huge.jpg"
     with open(big, "wb") as handle:  # sparse: no disk used, and never read
-        handle.truncate(MAX_FILE_BYTES + 1)
+        handle.truncate(2 * 2**30)  # 2 GiB, the size the issue tried
+    assert big.stat().st_size > MAX_FILE_BYTES
     began = time.monotonic()
     event, answer = _call(server, "/inspect", _arguments(api["/inspect"]["parameters"], {"path": str(big), "meta": META}))
     assert event in ("error", "complete") and "huge.jpg" in _error_text(answer) and "limit" in _error_text(answer), answer
@@ -332,3 +333,23 @@ def test_no_weights_folder_nor_checkpoint_path_reaches_the_user(server, api, tmp
     assert event == "complete", answer
     details = answer[-1]
     assert "private_folder" not in json.dumps(details) and details["weights"] == "mine.pt", details
+
+
+def test_every_endpoint_runs_under_the_time_limit():
+    """Every handler of the app (the endpoints added later too) is wrapped by app.errors.user_errors somewhere on its
+    functools.wraps chain; only Gradio's own example loader and one button that returns constants are not."""
+    from app import errors, ui
+
+    limited = errors.user_errors(lambda: None).__code__
+    exempt = {"_try_random"}  # the banner's button: returns (True, an example's path), reads nothing
+    unlimited = []
+    for block_function in ui.build_demo().fns.values():
+        function = block_function.fn
+        if function is None or function.__module__.startswith("gradio") or function.__name__ in exempt:
+            continue
+        chain = [function]
+        while hasattr(chain[-1], "__wrapped__"):
+            chain.append(chain[-1].__wrapped__)
+        if not any(getattr(f, "__code__", None) is limited for f in chain):
+            unlimited.append(f"{block_function.api_name} ({function.__qualname__})")
+    assert not unlimited, unlimited

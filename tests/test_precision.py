@@ -108,3 +108,59 @@ def test_eval_cache_keeps_precisions_apart() -> None:
     model = FaceQualityModel("test-face-vit-p8", random_init=True, device="cpu")
     assert score_key(model.backbone, ScoreOptions(), "bf16") != score_key(model.backbone, ScoreOptions(), "fp32")
     assert score_key(model.backbone, ScoreOptions()) == score_key(model.backbone, ScoreOptions(), "fp32")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_score_does_not_depend_on_its_batch_neighbours(precision: str, crops: np.ndarray) -> None:
+    """The same face alone, in batches of 15 and 32 among other faces, and across a batch boundary: the same bits."""
+    model = FaceQualityModel("test-face-vit-p8", random_init=True, device="cpu", precision=precision)
+    faces = crops[:64]
+    alone = [model.score_faces(face[None])[0] for face in faces[:8]]
+    in_15 = model.score_faces(np.concatenate([faces[40:43], faces[:8], faces[43:47]]))[3:11]
+    in_32 = model.score_faces(np.concatenate([faces[:8][::-1], faces[8:32]]))[:8][::-1]
+    split = model.score_faces(np.concatenate([faces[8:64], faces[:8]]), batch_size=60)[56:]  # 4 in each batch
+    for name, batch in (("a batch of 15", in_15), ("a batch of 32", in_32), ("batches of 60 and 4", split)):
+        assert [r.score for r in batch] == [r.score for r in alone], f"{precision}: scores alone vs in {name}"
+        for got, want in zip(batch, alone):
+            np.testing.assert_array_equal(got.head_maps, want.head_maps)
+
+
+def test_fixed_chunks_drop_their_padding(crops: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accelerators run fixed chunks (the last one padded with blank images): the padding's rows never reach a
+    result. Forced here on CPU with chunks of 4; values agree to float rounding (not bit for bit: on this CPU a
+    row's place in the chunk changes MKL's rounding, which is why the CPU runs one image per forward)."""
+    from attn_core.scoring import quality
+
+    model = FaceQualityModel("test-face-vit-p8", random_init=True, device="cpu")
+    faces = crops[:7]
+    reference = model.score_faces(faces)
+    monkeypatch.setattr(quality, "CPU_FORWARD_IMAGES", 4)
+    assert quality.micro_batch_size(model.backbone) == 4
+    for count in (1, 3, 5, 7):
+        chunked = model.score_faces(faces[:count], with_embedding=True)
+        assert len(chunked) == count and all(r.embedding is not None for r in chunked)
+        np.testing.assert_allclose([r.score for r in chunked], [r.score for r in reference[:count]], rtol=1e-6)
+
+
+def test_a_resumed_json_run_gives_the_uninterrupted_scores(tmp_path: Path) -> None:
+    """bf16: a run cut after its first file and resumed scores every face as the uninterrupted run does (there the
+    first file shares a batch of 14; in the cut run it is alone)."""
+    import shutil
+
+    from attn_core.batch.output import read_rows
+    from attn_core.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for copy in range(2):
+        for path in EXAMPLES:
+            if path.name != "aligned_112.png":
+                shutil.copy(path, photos / f"{copy}_{path.name}")
+    files = sorted(str(path) for path in photos.iterdir())
+    tiny = ["--backbone", "test-face-vit-p8", "--random-init", "--quiet", "--precision", "bf16", "--batch-size", "16"]
+    whole, cut = tmp_path / "whole.json", tmp_path / "cut.json"
+    assert main(["score", *files, *tiny, "--out", str(whole)]) == 0
+    assert main(["score", files[0], *tiny, "--out", str(cut)]) == 0
+    assert main(["score", *files, *tiny, "--out", str(cut), "--resume"]) == 0
+    scores = {path: {row["path"]: row["score"] for row in read_rows(path)} for path in (whole, cut)}
+    assert len(scores[whole]) == len(files) and scores[cut] == scores[whole]

@@ -38,22 +38,18 @@ def _assert_same(results, expected, rtol: float = 1e-6, atol: float = 1e-7) -> N
 @pytest.mark.parametrize("name", MODELS)
 def test_cpu_micro_batches_match_one_forward(name: str, faces: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     backbone = load_backbone(name, random_init=True, seed=1, device="cpu")
-    whole = score_faces(backbone, faces, tokens="patch")  # tiny models: one micro-batch holds all 5 faces
-    assert micro_batch_size(backbone, len(faces)) == len(faces)
-    monkeypatch.setattr(quality, "CPU_ACTIVATION_BUDGET", 1)  # forces one image per forward
-    assert micro_batch_size(backbone, len(faces)) == 1
-    _assert_same(score_faces(backbone, faces, tokens="patch"), whole)
-    one_by_one = [score_faces(backbone, face, tokens="patch")[0] for face in faces]
-    _assert_same(one_by_one, whole)
+    assert micro_batch_size(backbone, len(faces)) == 1  # one image per forward on CPU, whatever the batch
+    one_by_one = score_faces(backbone, faces, tokens="patch")
+    monkeypatch.setattr(quality, "CPU_FORWARD_IMAGES", len(faces))  # the whole batch in one forward
+    _assert_same(one_by_one, score_faces(backbone, faces, tokens="patch"))
 
 
-def test_micro_batches_only_on_cpu() -> None:
+def test_images_per_forward_do_not_depend_on_the_batch() -> None:
     spec = load_backbone("test-face-vit-p8", random_init=True, device="cpu").spec
     on_gpu = SimpleNamespace(device=torch.device("cuda"), spec=spec)
-    assert micro_batch_size(on_gpu, 64) == 64
-    # The ViT-S shape (512 dim, mlp 5, 196 tokens): 8 images keep the 2560-wide MLP activation at 16 MiB.
+    assert {micro_batch_size(on_gpu, n) for n in (1, 7, 64)} == {quality.ACCELERATOR_FORWARD_IMAGES}
     vit_s = load_backbone("cvlface-vit-s-adaface", random_init=True, device="meta")
-    assert micro_batch_size(SimpleNamespace(device=torch.device("cpu"), spec=vit_s.spec), 64) == 8
+    assert {micro_batch_size(SimpleNamespace(device=torch.device("cpu"), spec=vit_s.spec), n) for n in (1, 64)} == {1}
 
 
 @pytest.mark.parametrize("name", MODELS)

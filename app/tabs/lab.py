@@ -219,6 +219,7 @@ def lab_qk(image, backbone, random_weights, block, head, query_text, key_text):
                                f"{lab.row(block, head, query)[key]:+.6f}.{note}")
 
 
+@user_errors
 def lab_controls(backbone: str):
     """A new backbone: the block slider and head list of its own depth and head count (no forward pass)."""
     spec = spec_of(backbone)

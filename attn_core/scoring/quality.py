@@ -161,31 +161,35 @@ def summarize(
 
 
 def key_means(query_key: QueryKey, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """mean_i A[h, i, j] for all query rows and for patch query rows only: two (B, H, N) tensors."""
+    """mean_i A[h, i, j] for all query rows and for patch query rows only: two (B, H, N) tensors.
+
+    The product runs image by image, each on contiguous (H, 2, d) x (H, d, N) operands: one batched matmul over B
+    images picks its kernel by B, which moved key means by ~1.5e-7 between a face alone and in a batch.
+    """
     q, k = query_key.q, query_key.k
     mean_q_all = q.mean(dim=2, keepdim=True)
     mean_q_patch = q[:, :, num_prefix_tokens:].mean(dim=2, keepdim=True) if num_prefix_tokens else mean_q_all
-    both = torch.cat([mean_q_all, mean_q_patch], dim=2) @ k.transpose(-2, -1) * query_key.scale  # (B, H, 2, N)
+    both_q = torch.cat([mean_q_all, mean_q_patch], dim=2)  # (B, H, 2, d)
+    both = torch.stack([both_q[b].contiguous() @ k[b].transpose(-2, -1).contiguous() for b in range(q.shape[0])])
+    both = both * query_key.scale  # (B, H, 2, N)
     return both[:, :, 0], both[:, :, 1]
 
 
-# On CPU a batch runs in micro-batches whose widest activation (MLP hidden or qkv output) stays under this many
-# bytes: larger buffers are fresh mmap'd pages for glibc's allocator, and page-faulting them cost ~15% of the CPU
-# time at batch 64 on the ViT-S shape (benchmarks/RESULTS.md). Per-image results do not depend on the split.
-CPU_ACTIVATION_BUDGET = 16 * 2**20
+# Every forward runs the same number of images, whatever the batch, so that the same kernels see every face and a
+# face's score does not depend on which faces share its batch (GEMM kernels pick their blocking, and so their
+# rounding, by the row count; at bf16 that moved scores by up to 1.8e-4). On CPU one image per forward: it costs
+# little (benchmarks/RESULTS.md) and never computes padding. On accelerators a fixed chunk, the last one padded with
+# blank images whose results are dropped.
+CPU_FORWARD_IMAGES = 1
+ACCELERATOR_FORWARD_IMAGES = 32
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)  # what --precision accepts
 LOW_PRECISION_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def micro_batch_size(backbone: Backbone, batch: int) -> int:
-    """Images per forward: the whole batch on accelerators, a cache-friendly slice of it on CPU."""
-    if backbone.device.type != "cpu":
-        return max(batch, 1)
-    spec = backbone.spec
-    widest = max(3 * spec.embed_dim, int(round(spec.embed_dim * spec.mlp_ratio)))
-    per_image = spec.num_tokens * widest * 4
-    return max(1, min(batch, CPU_ACTIVATION_BUDGET // per_image))
+def micro_batch_size(backbone: Backbone, batch: int | None = None) -> int:
+    """Images per forward: a fixed number per device type, the same for every batch (``batch`` is not used)."""
+    return CPU_FORWARD_IMAGES if backbone.device.type == "cpu" else ACCELERATOR_FORWARD_IMAGES
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -223,6 +227,13 @@ def _autocast(backbone: Backbone, precision: str):
     return torch.autocast(backbone.device.type, dtype=LOW_PRECISION_DTYPES[precision])
 
 
+def pad_chunk(chunk: torch.Tensor, size: int) -> torch.Tensor:
+    """``chunk`` padded with blank images to ``size`` images, so that every forward has the same shape."""
+    if chunk.shape[0] == size:
+        return chunk
+    return torch.cat([chunk, chunk.new_zeros((size - chunk.shape[0], *chunk.shape[1:]))])
+
+
 def attention_stats(
     backbone: Backbone,
     images: torch.Tensor,
@@ -235,16 +246,19 @@ def attention_stats(
     """One forward pass over a batch: stop after ``block``'s q/k unless the embedding is also wanted.
 
     ``precision`` "bf16"/"fp16" runs the blocks under autocast; the captured q/k (outputs of a low-precision matmul)
-    are cast to fp32, and their means and the product that makes the score are fp32. "auto": :func:`auto_precision`. ``compile`` runs the blocks before ``block`` through ``torch.compile``.
+    are cast to fp32, and their means and the product that makes the score are fp32. "auto": :func:`auto_precision`.
+    ``compile`` runs the blocks before ``block`` through ``torch.compile``. Every forward holds
+    :func:`micro_batch_size` images (the last chunk padded), so a face's statistics are the same bits alone or in
+    any batch, with any neighbours.
     """
     index = backbone.block_index(block)
     spec = backbone.spec
     precision = resolve_precision(precision, backbone.device)
-    step = micro_batch_size(backbone, images.shape[0])
+    step = micro_batch_size(backbone)
     means_all, means_patch, embeddings = [], [], []
     with backbone.lock, torch.inference_mode(), AttentionCapture(backbone.blocks, [index]) as capture:
         for start in range(0, images.shape[0], step):
-            chunk = images[start : start + step]
+            chunk = pad_chunk(images[start : start + step], step)
             with _autocast(backbone, precision):
                 if with_embedding:
                     embeddings.append(backbone.embedding(chunk))
@@ -253,15 +267,16 @@ def attention_stats(
             chunk_all, chunk_patch = key_means(capture.query_key.pop(index), spec.num_prefix_tokens)
             means_all.append(chunk_all)
             means_patch.append(chunk_patch)
-    means_all_np = torch.cat(means_all).double().cpu().numpy()
-    means_patch_np = torch.cat(means_patch).double().cpu().numpy()
+    count = images.shape[0]  # the padding's rows are dropped here
+    means_all_np = torch.cat(means_all)[:count].double().cpu().numpy()
+    means_patch_np = torch.cat(means_patch)[:count].double().cpu().numpy()
     stats = [
         AttentionStats(means_all_np[b], means_patch_np[b], spec.num_prefix_tokens, spec.grid, spec.name, index,
                        backbone.weights_name, backbone.weights_sha256, spec.patch_size, spec.input_size,
                        precision)
         for b in range(images.shape[0])
     ]
-    return stats, torch.cat(embeddings).float().cpu().numpy() if with_embedding else None
+    return stats, torch.cat(embeddings)[:count].float().cpu().numpy() if with_embedding else None
 
 
 def score_faces(

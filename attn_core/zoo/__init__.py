@@ -10,6 +10,7 @@ from attn_core.zoo.backbone import (
     Backbone,
     cached_backbone,
     load_backbone,
+    return_freed_memory,
     spec_of_module,
 )
 from attn_core.zoo.hub import HubError, check_reachable, offline_reason, treat_as_offline
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_BACKBONE", "ONLINE_DEFAULT", "TIMM_TEST_MODEL", "Backbone", "BackboneNotAvailable", "BackboneSpec", "CheckpointError",
     "HubError", "WeightsSource", "cached_backbone", "check_reachable", "default_order", "fetch_weights", "fetchable",
     "get_spec", "how_to_get", "installed_default", "list_backbones", "load_backbone", "local_weights", "no_backbone_message",
-    "offline_reason", "read_state_dict", "register", "resolve_default", "spec_of_module", "treat_as_offline",
+    "offline_reason", "read_state_dict", "register", "resolve_default", "return_freed_memory", "spec_of_module",
+    "treat_as_offline",
     "weights_available",
 ]

@@ -433,11 +433,11 @@ def cached_backbone(name: str, weights: str | None = None, device: str | None = 
         evicted, _backbones.evicted = _backbones.evicted, False
     if evicted:
         gc.collect()
-        _return_freed_memory()
+        return_freed_memory()
     return backbone
 
 
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """Hand freed heap pages back to the OS (glibc's ``malloc_trim``; a no-op elsewhere). glibc keeps freed blocks
     below its mmap threshold in the heap, where a model's freed weights would stay resident; no library exposes this
     call, hence ctypes."""
