@@ -125,7 +125,7 @@ def test_qk_terms_sum_to_the_logit(case):
 
 def test_entropy_distance_and_logit_stats_by_direct_formula(case):
     _, lab, q, k, scale = case
-    prefix, (rows, cols), patch = lab.num_prefix_tokens, lab.grid, lab.patch_size
+    prefix, (_, cols), patch = lab.num_prefix_tokens, lab.grid, lab.patch_size
     n = lab.num_tokens
     stats = lab.head_stats
     for block in range(lab.depth):
