@@ -16,6 +16,7 @@ import io
 import os
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -54,6 +55,7 @@ def upload(page, elem_id: str, path: Path) -> None:
 
 
 def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False) -> list[Path]:
+    from PIL import Image
     from playwright.sync_api import sync_playwright
 
     from app import models, ui
@@ -127,6 +129,7 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
             upload(page, "degrade-image", EXAMPLES / "person_b_1.jpg")
             page.wait_for_function("() => document.querySelector('#degrade-summary')?.innerText.includes('SFace')",
                                    timeout=TIMEOUT_MS)
+            page.wait_for_selector("#degrade-heads img", timeout=TIMEOUT_MS)
             page.locator("#sweep").click()
             page.wait_for_selector("#sweep-plot img", timeout=TIMEOUT_MS)
             wait_idle(page)
@@ -141,18 +144,30 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
 
             open_tab(page, "Batch and rank")
             photos = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
-            page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in photos])
+            # A zip too (its members are captioned and reported by their own names) with a face-less picture in it.
+            archive = out / "batch.zip"
+            with zipfile.ZipFile(archive, "w") as bundle:
+                bundle.write(EXAMPLES / "impostor_1.jpg", "faces/impostor_1.jpg")
+                blank = io.BytesIO()
+                Image.new("RGB", (300, 200), (90, 90, 90)).save(blank, format="PNG")
+                bundle.writestr("faces/no_face.png", blank.getvalue())
+            page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in photos] + [str(archive)])
             page.wait_for_timeout(1500)
             page.locator("#batch").click()
             page.wait_for_selector("#batch-highest img", timeout=TIMEOUT_MS)
             wait_idle(page)
             shot("batch")
+            archive.unlink()
 
             open_tab(page, "Evaluate")  # the bundled demo set, the default backbone, sface
             page.locator("#evaluate").click()
             page.wait_for_selector("#eval-plots img", timeout=TIMEOUT_MS)
             wait_idle(page)
+            page.set_viewport_size({"width": width, "height": 3200})  # every plot loaded (lazy pictures)
+            page.wait_for_function("() => [...document.querySelectorAll('#eval-plots img')].every("
+                                   "i => i.complete && i.naturalWidth > 0)", timeout=TIMEOUT_MS)
             shot("evaluate")
+            page.set_viewport_size({"width": width, "height": 1000})
 
             open_tab(page, "About")
             wait_idle(page)

@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from attn_core.eval import DEMO_IMPOSTORS_PER_GENUINE, demo_set_folder, run_eval  # noqa: E402
-from attn_core.eval.edc import format_fmr  # noqa: E402
+from attn_core.eval.edc import format_fmr, undefined_reason  # noqa: E402
 from attn_core.eval.matcher import cosine, get_matcher  # noqa: E402
 from attn_core.faces.degradations import DEGRADATIONS, degrade  # noqa: E402
 from attn_core.scoring.model import FaceQualityModel, ScoreOptions  # noqa: E402
@@ -70,7 +70,7 @@ def _inspect(client: Client, image=PHOTO, backbone=TINY, random_weights=True, ap
 
 def test_every_ui_function_is_a_named_endpoint(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/sweep",
+    assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/degrade_heads", "/sweep",
             "/compare", "/batch", "/evaluate", "/about"} <= names
 
 
@@ -252,6 +252,24 @@ def test_degradation_matches_core(client, tiny):
     assert np.array_equal(row[bar.shape[1] - 15], colorize(np.array([1.0]), "jet")[0])
 
 
+def test_degradation_per_head_change_matches_core(client, tiny):
+    """Issue 20: /degrade_heads shows every head's map, degraded minus clean, and its head score change."""
+    from attn_core.lab import head_changes
+
+    picture, numbers = client.predict(handle_file(PHOTO), "occlude_eyes", 0.8, 1, TINY, True, 2, [], "mean", "all",
+                                      False, api_name="/degrade_heads")
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2))
+    from attn_core.eval import crop_landmarks
+
+    damaged_crop = degrade(base.face.aligned, "occlude_eyes", 0.8, 1, landmarks=crop_landmarks(base.face))
+    (damaged,) = tiny.score_faces(damaged_crop, ScoreOptions(block=2))
+    expected = head_changes(base, damaged)
+    np.testing.assert_allclose(numbers["score_change"], expected.score_change, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(numbers["difference_maps"], expected.difference_maps, rtol=1e-3, atol=1e-5)
+    assert numbers["colour_range"][0] == -numbers["colour_range"][1] == pytest.approx(-expected.limit, rel=1e-4)
+    assert numbers["block"] == 2 and _png(picture).shape[1] > 600
+
+
 def test_sweep_covers_every_degradation(client, tiny):
     plot, table = client.predict(handle_file(PHOTO), 0, TINY, True, 2, [], "mean", "all", False, api_name="/sweep")
     assert set(table) == set(DEGRADATIONS)
@@ -355,7 +373,10 @@ def _assert_same_evaluation(outputs, expected) -> None:
     assert len(rows) == len(expected.curves)
     for row, curve in zip(rows, expected.curves):
         assert row[0] == curve.method and row[1] == format_fmr(curve.fmr)
-        assert row[3] == f"{curve.fnmr[0]:.4f}" and row[4] == f"{curve.auc:.4f}" and row[5] == f"{1000 * curve.pauc:.2f}"
+        undefined = f"undefined ({undefined_reason(curve)})"  # never "nan": the reason instead
+        assert row[3] == f"{curve.fnmr[0]:.4f}"
+        assert row[4] == (f"{curve.auc:.4f}" if np.isfinite(curve.auc) else undefined)
+        assert row[5] == (f"{1000 * curve.pauc:.2f}" if np.isfinite(curve.pauc) else undefined)
     assert f"**{expected.n_pairs_used} pairs**" in warnings
     assert [plot["caption"] for plot in plots] == [path.name for path in expected.plot_paths]
     assert all(_png(plot["image"]).shape[0] > 200 for plot in plots)

@@ -24,7 +24,7 @@ from attn_core.eval import (
     sweep_face,
 )
 from attn_core.faces import DEGRADATIONS, degrade
-from attn_core.lab.head_change import head_change_figure, head_changes
+from attn_core.lab import head_change_figure, head_changes
 from attn_core.viz import colour_bar_image, crop_overlay, figure_to_array
 
 SWEEP_STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

@@ -17,17 +17,20 @@ from app.pictures import request_folder
 from app.uploads import BatchInputs, unzip
 from attn_core.eval import (
     DEFAULT_FMRS,
+    DEMO_CREDIT,
+    DEMO_IMPOSTORS_PER_GENUINE,
+    DEMO_NAME,
     THRESHOLD_MODE_SOURCES,
     THRESHOLD_MODE_WORDS,
     THRESHOLD_MODES,
     EvalReport,
     available_matchers,
+    demo_set_folder,
     edc_table_markdown,
+    fmr_resolution_note,
     format_fmr,
     run_eval,
 )
-from attn_core.eval.demo import DEMO_CREDIT, DEMO_IMPOSTORS_PER_GENUINE, DEMO_NAME, demo_set_folder
-from attn_core.eval.edc import fmr_resolution_note
 from attn_core.zoo import weights_available
 
 DEMO_SET, UPLOADED_ZIP = "demo", "zip"

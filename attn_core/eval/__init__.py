@@ -7,7 +7,7 @@ and scores on disk. ``measure``: quality methods, matcher and per-file measureme
 plots, JSON, Markdown and CSV.
 """
 
-from attn_core.eval.demo import DEMO_IMPOSTORS_PER_GENUINE, DEMO_NAME, demo_set_folder
+from attn_core.eval.demo import DEMO_CREDIT, DEMO_IMPOSTORS_PER_GENUINE, DEMO_NAME, demo_set_folder
 from attn_core.eval.edc import (
     THRESHOLD_MODE_SOURCES,
     THRESHOLD_MODE_WORDS,
@@ -55,7 +55,7 @@ from attn_core.eval.sweep import (
 )
 
 __all__ = [
-    "BASELINES", "DEFAULT_FMRS", "DEMO_IMPOSTORS_PER_GENUINE", "DEMO_NAME", "demo_set_folder", "fmr_resolution_note",
+    "BASELINES", "DEFAULT_FMRS", "DEMO_CREDIT", "DEMO_IMPOSTORS_PER_GENUINE", "DEMO_NAME", "demo_set_folder", "fmr_resolution_note",
     "undefined_reason", "THRESHOLD_MODE_SOURCES", "THRESHOLD_MODE_WORDS", "DEFAULT_STRENGTHS", "EXAMPLE_IDENTITIES", "RANDOM", "THRESHOLD_MODES",
     "EDCCurve", "EvalReport", "FaceSweep", "Matcher", "Pair", "QualityMethod", "SweepReport",
     "available_matchers", "cosine", "crop_landmarks", "demo_identity_folder", "discard_grid", "edc",
