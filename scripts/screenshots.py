@@ -54,7 +54,8 @@ def upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
-def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False) -> list[Path]:
+def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False,
+            skip_lab: bool = False) -> list[Path]:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -100,26 +101,27 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
             wait_idle(page)
             shot("inspect")
 
-            open_tab(page, "Attention lab")
-            page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (')",
-                                   timeout=TIMEOUT_MS)
-            face = page.locator("#lab-face img")
-            box = face.bounding_box()
-            side = min(box["width"], box["height"])  # the square picture, centred in its box (object-fit: contain)
-            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.36,
-                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # near the left eye
-            page.locator("#lab-pick").get_by_label("key (q.k terms)").check()
-            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.64,
-                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # the other eye: the key
-            page.wait_for_function("() => document.querySelector('#lab-qk-text')?.innerText.includes('terms sum')",
-                                   timeout=TIMEOUT_MS)
-            # Pictures below the fold load lazily: a tall viewport shows the whole tab, every picture loaded.
-            page.set_viewport_size({"width": width, "height": 2800})
-            page.wait_for_function("() => [...document.querySelectorAll('#lab-model-view img, #lab-qk img, "
-                                   "#lab-curve img, #lab-stats img')].every(i => i.complete && i.naturalWidth > 0)",
-                                   timeout=TIMEOUT_MS)
-            wait_idle(page)
-            shot("lab")
+            if not skip_lab:
+                open_tab(page, "Attention lab")
+                page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (')",
+                                       timeout=TIMEOUT_MS)
+                face = page.locator("#lab-face img")
+                box = face.bounding_box()
+                side = min(box["width"], box["height"])  # the square picture, centred in its box (object-fit: contain)
+                page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.36,
+                                 box["y"] + (box["height"] - side) / 2 + side * 0.45)  # near the left eye
+                page.locator("#lab-pick").get_by_label("key (q.k terms)").check()
+                page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.64,
+                                 box["y"] + (box["height"] - side) / 2 + side * 0.45)  # the other eye: the key
+                page.wait_for_function("() => document.querySelector('#lab-qk-text')?.innerText.includes('terms sum')",
+                                       timeout=TIMEOUT_MS)
+                # Pictures below the fold load lazily: a tall viewport shows the whole tab, every picture loaded.
+                page.set_viewport_size({"width": width, "height": 2800})
+                page.wait_for_function("() => [...document.querySelectorAll('#lab-model-view img, #lab-qk img, "
+                                       "#lab-curve img, #lab-stats img')].every(i => i.complete && i.naturalWidth > 0)",
+                                       timeout=TIMEOUT_MS)
+                wait_idle(page)
+                shot("lab")
             page.set_viewport_size({"width": width, "height": 1000})
             if only_lab:
                 browser.close()
@@ -211,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-docs", type=Path, default=None,
                         help="also write a small copy of the Attention lab screenshot here (e.g. docs/lab.png)")
     parser.add_argument("--only-lab", action="store_true", help="stop after the Inspect and Attention lab shots")
+    parser.add_argument("--skip-lab", action="store_true",
+                        help="leave out the Attention lab (its first render of a large backbone is the slowest step)")
     args = parser.parse_args(argv)
-    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab)
+    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab, args.skip_lab)
     return 0
 
 

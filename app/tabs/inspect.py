@@ -275,7 +275,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
             faces_md = gr.Markdown(elem_id="faces-found")
             with gr.Row():
                 boxes_img = image_out("Detected face", elem_id="boxes", height=260)
-                crop_img = image_out("Aligned crop (112x112)", elem_id="crop", height=260)
+                crop_img = image_out("Aligned crop", elem_id="crop", height=260)  # 112x112; a longer label is clipped
                 crop_overlay_img = image_out("Map on the crop", elem_id="crop-overlay", height=260)
             with gr.Row():
                 photo_overlay_img = image_out("Map on the photo", elem_id="photo-overlay")
