@@ -122,25 +122,26 @@ def sweep(image: Any, seed: int = 0, backbone: str = "", random_weights: bool = 
         table[name]["score"].append(float(score))
         table[name]["sface_cosine"].append(float(utility))
 
-    figure = Figure(figsize=(13, 5.0), dpi=100, layout="constrained")  # no pyplot: handlers run in worker threads
+    # Sized for the page: about 860 px wide, shown at about 800, so 10-pt text stays about 13 px high.
+    figure = Figure(figsize=(8.6, 5.2), dpi=100, layout="constrained")  # no pyplot: handlers run in worker threads
     left, right = figure.subplots(1, 2)
     colours = matplotlib.colormaps["tab10"]  # qualitative: ten distinct hues for the ten degradations
     markers = "osD^v<>pXh"
     for number, (name, curve) in enumerate(table.items()):
-        style = {"color": colours(number % 10), "marker": markers[number % len(markers)], "markersize": 5,
-                 "linewidth": 1.8, "label": DEGRADATIONS[name].label}
+        style = {"color": colours(number % 10), "marker": markers[number % len(markers)], "markersize": 4,
+                 "linewidth": 1.6, "label": DEGRADATIONS[name].label}
         left.plot(curve["strength"], curve["score"], **style)
         right.plot(curve["strength"], curve["sface_cosine"], **style)
-    left.set_xlabel("strength", fontsize=12)
-    left.set_ylabel("attention score (higher = better)", fontsize=12)
-    left.set_title(f"{model.spec.name}" + (" (random weights)" if random_weights else ""), fontsize=13)
-    right.set_xlabel("strength", fontsize=12)
-    right.set_ylabel("SFace cosine to the clean face", fontsize=12)
-    right.set_title("recognition utility (SFace)", fontsize=13)
+    left.set_xlabel("strength", fontsize=10)
+    left.set_ylabel("attention score (higher = better)", fontsize=10)
+    left.set_title(f"{model.spec.name}" + (" (random weights)" if random_weights else ""), fontsize=11)
+    right.set_xlabel("strength", fontsize=10)
+    right.set_ylabel("SFace cosine to the clean face", fontsize=10)
+    right.set_title("recognition utility (SFace)", fontsize=11)
     for axis in (left, right):
         axis.grid(alpha=0.3)
-        axis.tick_params(labelsize=11)
-    figure.legend(*left.get_legend_handles_labels(), loc="outside right center", fontsize=11, frameon=False)
+        axis.tick_params(labelsize=9)
+    figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=10, frameon=False)
     return png_file(figure_to_array(figure)), table
 
 
@@ -163,15 +164,16 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls: InspectC
             sweep_button = gr.Button("Sweep every degradation", variant="primary", elem_id="sweep")
         with gr.Column(scale=3):
             with gr.Row():
-                clean_img = image_out("Clean", height=200, min_width=120)
-                clean_map = image_out("Clean map", height=200, min_width=120)
-                degraded_img = image_out("Degraded", elem_id="degraded", height=200, min_width=120)
-                degraded_map = image_out("Degraded map", height=200, min_width=120, elem_id="degraded-map")
+                small = {"height": 200, "min_width": 120, "buttons": ("fullscreen",)}  # labels stay whole
+                clean_img = image_out("Clean", **small)
+                clean_map = image_out("Clean map", **small)
+                degraded_img = image_out("Degraded", elem_id="degraded", **small)
+                degraded_map = image_out("Degraded map", elem_id="degraded-map", **small)
             map_key = image_out("Colour bar of both maps", elem_id="degrade-colour-bar", show_label=False,
                                 height=70)
             degrade_md = gr.Markdown(elem_id="degrade-summary", latex_delimiters=[])
             head_change_plot = image_out("Per-head change: degraded minus clean map of every head, one colour range",
-                                         elem_id="degrade-heads", show_label=True)
+                                         elem_id="degrade-heads", show_label=False)  # the figure has its title
             sweep_plot = image_out("Score and recognition utility against strength", elem_id="sweep-plot",
                                    show_label=False)
             with gr.Accordion("Raw numbers", open=False):

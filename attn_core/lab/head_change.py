@@ -62,7 +62,8 @@ def head_change_figure(change: HeadChange, title: str = "", columns: int = 6) ->
     heads = change.difference_maps.shape[0]
     columns = max(1, min(columns, heads))
     rows = -(-heads // columns)
-    figure = Figure(figsize=(1.9 * columns + 1.2, 2.05 * rows + (0.55 if title else 0.2)), dpi=100,
+    # About 1.45 in a head: 6 columns make a 9.7-in (970 px) figure that the page shows at about 800 px.
+    figure = Figure(figsize=(1.45 * columns + 1.0, 1.62 * rows + (0.45 if title else 0.1)), dpi=100,
                     layout="constrained")
     FigureCanvasAgg(figure)  # no pyplot: no global state, safe from the app's worker threads
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
@@ -78,10 +79,10 @@ def head_change_figure(change: HeadChange, title: str = "", columns: int = 6) ->
                             interpolation="nearest")
         marked = head == change.most_lost and change.score_change[head] < 0
         axis.set_title(f"head {head}: \u0394 {change.score_change[head]:+.4f}" + (" \u25bc" if marked else ""),
-                       fontsize=11, color="#b91c1c" if marked else "black")
+                       fontsize=10, color="#b91c1c" if marked else "black")
     bar = figure.colorbar(image, ax=axes.tolist(), shrink=0.9, pad=0.02)
     bar.set_label("degraded \u2212 clean (logit units)", fontsize=10)
     bar.ax.tick_params(labelsize=9)
     if title:
-        figure.suptitle(title, fontsize=12)
+        figure.suptitle(title, fontsize=11)
     return figure_to_array(figure)
