@@ -333,7 +333,7 @@ def test_batch_ranks_reports_errors_and_writes_csv(client, tiny, tmp_path):
     assert "Not an image" in failed["faces.zip/notes.txt"]
     assert "limit" in failed["bomb.zip/huge.png"]
     assert len(lowest) == len(highest) == 3
-    assert highest[0]["caption"].startswith(scored[0][0].rsplit("/", 1)[-1] + ": ")  # the member's own name
+    assert highest[0]["caption"] == f"{scored[0][1]:+.4f} {scored[0][0].rsplit('/', 1)[-1]}"  # the member's own name
     assert all("faces.zip" not in picture["caption"] for picture in lowest + highest)
     with open(csv_file, newline="") as handle:
         written = list(csv.DictReader(handle))

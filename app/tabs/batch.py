@@ -61,9 +61,9 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
     names = {path: shown for shown, path in inputs.files} | {inputs.folder: "the zip"}
     rows += [[shown, None, None, app_wording(public_message(error, names))] for shown, error in failed]
 
-    def pictures(pairs):  # captioned by the file's own name (a zip member's, not the zip's path to it)
+    def pictures(pairs):  # captioned by the score and the file's own name (a zip member's, not the path to it)
         return [(png_file(crop_overlay(r.face.aligned, r.patch_map, model.spec, cmap=colormap, alpha=float(opacity))),
-                 f"{shown.rsplit('/', 1)[-1]}: {r.score:+.4f}") for shown, r in pairs]
+                 f"{r.score:+.4f} {shown.rsplit('/', 1)[-1]}") for shown, r in pairs]  # score first: never cut
 
     lowest = pictures(scored[::-1][:GALLERY_SIZE])
     highest = pictures(scored[:GALLERY_SIZE])
