@@ -141,7 +141,7 @@ def sweep(image: Any, seed: int = 0, backbone: str = "", random_weights: bool = 
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.tick_params(labelsize=9)
-    figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncol=5, fontsize=10, frameon=False)
+    figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=10, frameon=False)
     return png_file(figure_to_array(figure)), table
 
 

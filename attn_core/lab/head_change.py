@@ -5,6 +5,7 @@ and token mode (no forward pass), and one figure: every head's difference map in
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ def head_change_figure(change: HeadChange, title: str = "", columns: int = 6) ->
     columns = max(1, min(columns, heads))
     rows = -(-heads // columns)
     # About 1.45 in a head: 6 columns make a 9.7-in (970 px) figure that the page shows at about 800 px.
-    figure = Figure(figsize=(1.45 * columns + 1.0, 1.62 * rows + (0.45 if title else 0.1)), dpi=100,
+    figure = Figure(figsize=(1.45 * columns + 1.3, 1.62 * rows + (0.45 + 0.2 * (columns < 6) if title else 0.1)), dpi=100,
                     layout="constrained")
     FigureCanvasAgg(figure)  # no pyplot: no global state, safe from the app's worker threads
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
@@ -81,8 +82,9 @@ def head_change_figure(change: HeadChange, title: str = "", columns: int = 6) ->
         axis.set_title(f"head {head}: \u0394 {change.score_change[head]:+.4f}" + (" \u25bc" if marked else ""),
                        fontsize=10, color="#b91c1c" if marked else "black")
     bar = figure.colorbar(image, ax=axes.tolist(), shrink=0.9, pad=0.02)
-    bar.set_label("degraded \u2212 clean (logit units)", fontsize=10)
+    bar.set_label("degraded \u2212 clean\n(logit units)", fontsize=9)
     bar.ax.tick_params(labelsize=9)
-    if title:
-        figure.suptitle(title, fontsize=11)
+    if title:  # wrapped to the figure's width: a wider title would be cut off at both sides
+        width_in = figure.get_size_inches()[0]
+        figure.suptitle("\n".join(textwrap.wrap(title, max(20, int(width_in * 10.5)))), fontsize=11)
     return figure_to_array(figure)
