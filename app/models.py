@@ -13,7 +13,6 @@ from attn_core import FaceQualityModel, QualityResult
 from attn_core.scoring import resolve_precision
 from attn_core.zoo import (
     ONLINE_DEFAULT,
-    TIMM_TEST_MODEL,
     BackboneNotAvailable,
     BackboneSpec,
     check_reachable,
@@ -112,8 +111,9 @@ def startup_state() -> Startup:
 @functools.lru_cache(maxsize=1)
 def backbone_specs() -> tuple[BackboneSpec, ...]:
     """Every registry entry (face ViTs, curated timm ViTs), plus the tiny random ones for the mechanics demo:
-    two face ViTs (8- and 9-px patches) and timm's test ViT, which has a class token."""
-    return tuple(list_backbones(include_tests=True)) + (get_spec(f"timm:{TIMM_TEST_MODEL}"),)
+    two face ViTs (8- and 9-px patches) and timm's test ViT, which has a class token. The same list as
+    ``attn-fiqa backbones --all`` (without ``--all`` the CLI names these three as hidden)."""
+    return tuple(list_backbones(include_tests=True))
 
 
 def backbone_choices() -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from app.errors import log
 from app.models import load_model, serving_precision
 from attn_core import QualityResult, ScoreOptions, extract_faces
 from attn_core.digests import file_digest
-from attn_core.faces import IMAGE_SUFFIXES, AlignedFace
+from attn_core.faces import IMAGE_SUFFIXES, AlignedFace, NoFaceError
 from attn_core.paths import ASSETS_DIR
 
 EXAMPLES_DIR = ASSETS_DIR / "examples"
@@ -97,13 +97,25 @@ def _request_file(name: str, blocks: Any) -> str:
     return real
 
 
+CENTRE_CROP_LABEL = "If no face is found, score the centre square"  # the Inspect tab's checkbox
+_LIBRARY_NO_FACE_HINT = "pass on_no_face='center_crop' (CLI: --no-face center-crop)"
+
+
+def app_wording(message: str) -> str:
+    """A library message in the app's words: the no-face hint names the Inspect tab's checkbox, not the API."""
+    return message.replace(_LIBRARY_NO_FACE_HINT, f"tick '{CENTRE_CROP_LABEL}' (Inspect tab, under Attention)")
+
+
 def score_photo(image: Any, backbone: str, random_weights: bool, block: int, centre_crop: bool) -> list[QualityResult]:
     """Every face of the photo scored at ``block`` (default options), cached: control changes re-summarise these."""
     path = image_path(image)
     model = load_model(backbone, random_weights)
     index = model.backbone.block_index(int(block))
-    return list(_scored_photo(Photo(file_digest(path), path), backbone, bool(random_weights), index, bool(centre_crop),
-                              serving_precision()))
+    try:
+        return list(_scored_photo(Photo(file_digest(path), path), backbone, bool(random_weights), index,
+                                  bool(centre_crop), serving_precision()))
+    except NoFaceError as error:
+        raise NoFaceError(app_wording(str(error))) from None
 
 
 @cachetools.cached(_photo_cache, lock=threading.Lock())

@@ -7,9 +7,10 @@ import gradio as gr
 from app.photos import example_paths
 
 
-def image_out(label: str, **kwargs) -> gr.Image:
-    """An output picture; small crops (112 px) are scaled up to fill their box."""
-    return gr.Image(label=label, format="png", interactive=False, buttons=["download", "fullscreen"],
+def image_out(label: str, buttons: tuple[str, ...] = ("download", "fullscreen"), **kwargs) -> gr.Image:
+    """An output picture; small crops (112 px) are scaled up to fill their box. In a narrow box, fewer ``buttons``
+    leave its label room (the buttons sit on the label's line)."""
+    return gr.Image(label=label, format="png", interactive=False, buttons=list(buttons),
                     elem_classes=["fill-image"], **kwargs)
 
 

@@ -183,6 +183,27 @@ def patch_map_image(grid_map: np.ndarray, *, cmap: str = "jet", title: str = "",
     return canvas
 
 
+def colour_bar_image(low: float, high: float, *, cmap: str = "jet", label: str = "", width: int = 560) -> np.ndarray:
+    """A horizontal colour bar from ``low`` (left) to ``high`` (right) with five values and a label, as an RGB picture
+    drawn with OpenCV (about 1 ms): the key of maps drawn in one fixed colour range."""
+    font, scale, ink = cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20)
+    left, right, top, bar_height = 14, 14, 26 if label else 8, 18
+    canvas = np.full((top + bar_height + 26, width, 3), 255, np.uint8)
+    length = width - left - right
+    canvas[top:top + bar_height, left:left + length] = colorize(np.linspace(0.0, 1.0, length)[None, :], cmap)
+    cv2.rectangle(canvas, (left - 1, top - 1), (left + length, top + bar_height), ink, 1)
+    for fraction in np.linspace(0.0, 1.0, 5):
+        x = left + int(round(fraction * (length - 1)))
+        cv2.line(canvas, (x, top + bar_height), (x, top + bar_height + 4), ink, 1)
+        text = f"{low + fraction * (high - low):+.3g}"
+        text_width = cv2.getTextSize(text, font, scale, 1)[0][0]
+        x = min(max(x - text_width // 2, 0), width - text_width)
+        cv2.putText(canvas, text, (x, top + bar_height + 20), font, scale, ink, 1, cv2.LINE_AA)
+    if label:
+        cv2.putText(canvas, label, (left, 18), font, scale, ink, 1, cv2.LINE_AA)
+    return canvas
+
+
 def head_grid(aligned: np.ndarray, head_maps: np.ndarray, head_scores: np.ndarray, spec: BackboneSpec, *,
               cmap: str = "jet", alpha: float = 0.4, normalisation: Normalisation = "shared",
               value_range: tuple[float, float] | None = None, columns: int = 4) -> np.ndarray:

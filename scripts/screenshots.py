@@ -17,6 +17,7 @@ import io
 import os
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -28,7 +29,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXAMPLES = ROOT / "assets" / "examples"
-TIMEOUT_MS = 120_000
+TIMEOUT_MS = int(float(os.environ.get("SCREENSHOT_TIMEOUT_S", "120")) * 1000)  # a loaded machine needs more
 
 
 def free_port() -> int:
@@ -54,7 +55,9 @@ def upload(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
 
 
-def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False) -> list[Path]:
+def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False,
+            skip_lab: bool = False) -> list[Path]:
+    from PIL import Image
     from playwright.sync_api import sync_playwright
 
     from app import models, ui
@@ -101,26 +104,27 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
             wait_idle(page)
             shot("inspect")
 
-            open_tab(page, "Attention lab")
-            page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (')",
-                                   timeout=TIMEOUT_MS)
-            face = page.locator("#lab-face img")
-            box = face.bounding_box()
-            side = min(box["width"], box["height"])  # the square picture, centred in its box (object-fit: contain)
-            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.36,
-                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # near the left eye
-            page.locator("#lab-pick").get_by_label("key (q.k terms)").check()
-            page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.64,
-                             box["y"] + (box["height"] - side) / 2 + side * 0.45)  # the other eye: the key
-            page.wait_for_function("() => document.querySelector('#lab-qk-text')?.innerText.includes('terms sum')",
-                                   timeout=TIMEOUT_MS)
-            # Pictures below the fold load lazily: a tall viewport shows the whole tab, every picture loaded.
-            page.set_viewport_size({"width": width, "height": 2800})
-            page.wait_for_function("() => [...document.querySelectorAll('#lab-model-view img, #lab-qk img, "
-                                   "#lab-curve img, #lab-stats img')].every(i => i.complete && i.naturalWidth > 0)",
-                                   timeout=TIMEOUT_MS)
-            wait_idle(page)
-            shot("lab")
+            if not skip_lab:
+                open_tab(page, "Attention lab")
+                page.wait_for_function("() => document.querySelector('#lab-caption')?.innerText.includes('patch (')",
+                                       timeout=TIMEOUT_MS)
+                face = page.locator("#lab-face img")
+                box = face.bounding_box()
+                side = min(box["width"], box["height"])  # the square picture, centred in its box (object-fit: contain)
+                page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.36,
+                                 box["y"] + (box["height"] - side) / 2 + side * 0.45)  # near the left eye
+                page.locator("#lab-pick").get_by_label("key (q.k terms)").check()
+                page.mouse.click(box["x"] + (box["width"] - side) / 2 + side * 0.64,
+                                 box["y"] + (box["height"] - side) / 2 + side * 0.45)  # the other eye: the key
+                page.wait_for_function("() => document.querySelector('#lab-qk-text')?.innerText.includes('terms sum')",
+                                       timeout=TIMEOUT_MS)
+                # Pictures below the fold load lazily: a tall viewport shows the whole tab, every picture loaded.
+                page.set_viewport_size({"width": width, "height": 2800})
+                page.wait_for_function("() => [...document.querySelectorAll('#lab-model-view img, #lab-qk img, "
+                                       "#lab-curve img, #lab-stats img')].every(i => i.complete && i.naturalWidth > 0)",
+                                       timeout=TIMEOUT_MS)
+                wait_idle(page)
+                shot("lab")
             page.set_viewport_size({"width": width, "height": 1000})
             if only_lab:
                 browser.close()
@@ -130,6 +134,7 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
             upload(page, "degrade-image", EXAMPLES / "person_b_1.jpg")
             page.wait_for_function("() => document.querySelector('#degrade-summary')?.innerText.includes('SFace')",
                                    timeout=TIMEOUT_MS)
+            page.wait_for_selector("#degrade-heads img", timeout=TIMEOUT_MS)
             page.locator("#sweep").click()
             page.wait_for_selector("#sweep-plot img", timeout=TIMEOUT_MS)
             wait_idle(page)
@@ -144,18 +149,30 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
 
             open_tab(page, "Batch and rank")
             photos = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
-            page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in photos])
+            # A zip too (its members are captioned and reported by their own names) with a face-less picture in it.
+            archive = out / "batch.zip"
+            with zipfile.ZipFile(archive, "w") as bundle:
+                bundle.write(EXAMPLES / "impostor_1.jpg", "faces/impostor_1.jpg")
+                blank = io.BytesIO()
+                Image.new("RGB", (300, 200), (90, 90, 90)).save(blank, format="PNG")
+                bundle.writestr("faces/no_face.png", blank.getvalue())
+            page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in photos] + [str(archive)])
             page.wait_for_timeout(1500)
             page.locator("#batch").click()
             page.wait_for_selector("#batch-highest img", timeout=TIMEOUT_MS)
             wait_idle(page)
             shot("batch")
+            archive.unlink()
 
             open_tab(page, "Evaluate")  # the bundled demo set, the default backbone, sface
             page.locator("#evaluate").click()
             page.wait_for_selector("#eval-plots img", timeout=TIMEOUT_MS)
             wait_idle(page)
+            page.set_viewport_size({"width": width, "height": 3200})  # every plot loaded (lazy pictures)
+            page.wait_for_function("() => [...document.querySelectorAll('#eval-plots img')].every("
+                                   "i => i.complete && i.naturalWidth > 0)", timeout=TIMEOUT_MS)
             shot("evaluate")
+            page.set_viewport_size({"width": width, "height": 1000})
 
             open_tab(page, "About")
             wait_idle(page)
@@ -246,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-docs", type=Path, default=None,
                         help="also write a small copy of the Attention lab screenshot here (e.g. docs/lab.png)")
     parser.add_argument("--only-lab", action="store_true", help="stop after the Inspect and Attention lab shots")
+    parser.add_argument("--skip-lab", action="store_true",
+                        help="leave out the Attention lab (its first render of a large backbone is the slowest step)")
     parser.add_argument("--only-live", action="store_true",
                         help="only the Live tab, streaming a fake camera (benchmarks/live_video.py) for a few seconds")
     parser.add_argument("--live-docs", type=Path, default=None,
@@ -254,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_live:
         capture_live(args.out, args.live_docs, args.width)
         return 0
-    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab)
+    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab, args.skip_lab)
     return 0
 
 

@@ -20,12 +20,12 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from attn_core.eval import demo_identity_folder, run_eval  # noqa: E402
-from attn_core.eval.edc import format_fmr  # noqa: E402
+from attn_core.eval import DEMO_IMPOSTORS_PER_GENUINE, demo_set_folder, run_eval  # noqa: E402
+from attn_core.eval.edc import format_fmr, undefined_reason  # noqa: E402
 from attn_core.eval.matcher import cosine, get_matcher  # noqa: E402
 from attn_core.faces.degradations import DEGRADATIONS, degrade  # noqa: E402
 from attn_core.scoring.model import FaceQualityModel, ScoreOptions  # noqa: E402
-from attn_core.viz import crop_overlay  # noqa: E402
+from attn_core.viz import colorize, crop_overlay  # noqa: E402
 from attn_core.zoo.registry import DEFAULT_BACKBONE, get_spec, weights_available  # noqa: E402
 
 pytestmark = [
@@ -70,7 +70,7 @@ def _inspect(client: Client, image=PHOTO, backbone=TINY, random_weights=True, ap
 
 def test_every_ui_function_is_a_named_endpoint(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/sweep",
+    assert {"/inspect", "/rerender", "/backbone_info", "/inspect_after_backbone_change", "/degrade", "/degrade_heads", "/sweep",
             "/compare", "/batch", "/evaluate", "/about"} <= names
 
 
@@ -229,7 +229,7 @@ def test_backbone_info_and_about(client):
 
 
 def test_degradation_matches_core(client, tiny):
-    clean, clean_map, damaged, damaged_map, summary, details = client.predict(
+    clean, clean_map, damaged, damaged_map, key, summary, details = client.predict(
         handle_file(PHOTO), "gaussian_blur", 0.5, 3, TINY, True, 2, [], "mean", "all", "jet", 0.4, False,
         api_name="/degrade")
     (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2))
@@ -244,6 +244,30 @@ def test_degradation_matches_core(client, tiny):
     assert details["sface_cosine"] == pytest.approx(utility, abs=1e-6)
     assert "SFace" in summary and f"{utility:.3f}" in summary
     assert _png(clean_map).shape == _png(damaged_map).shape == (112, 112, 3)
+    # Item 12: the shared colour range has a key: a bar from the colormap's low end (left) to its high end (right).
+    bar = _png(key)
+    assert bar.shape[1] > 4 * bar.shape[0]
+    row = bar[26 + 9]  # the middle of the bar (26 px of label above it)
+    assert np.array_equal(row[14], colorize(np.array([0.0]), "jet")[0])
+    assert np.array_equal(row[bar.shape[1] - 15], colorize(np.array([1.0]), "jet")[0])
+
+
+def test_degradation_per_head_change_matches_core(client, tiny):
+    """Issue 20: /degrade_heads shows every head's map, degraded minus clean, and its head score change."""
+    from attn_core.lab import head_changes
+
+    picture, numbers = client.predict(handle_file(PHOTO), "occlude_eyes", 0.8, 1, TINY, True, 2, [], "mean", "all",
+                                      False, api_name="/degrade_heads")
+    (base,) = tiny.score_image(PHOTO, ScoreOptions(block=2))
+    from attn_core.eval import crop_landmarks
+
+    damaged_crop = degrade(base.face.aligned, "occlude_eyes", 0.8, 1, landmarks=crop_landmarks(base.face))
+    (damaged,) = tiny.score_faces(damaged_crop, ScoreOptions(block=2))
+    expected = head_changes(base, damaged)
+    np.testing.assert_allclose(numbers["score_change"], expected.score_change, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(numbers["difference_maps"], expected.difference_maps, rtol=1e-3, atol=1e-5)
+    assert numbers["colour_range"][0] == -numbers["colour_range"][1] == pytest.approx(-expected.limit, rel=1e-4)
+    assert numbers["block"] == 2 and _png(picture).shape[1] > 600
 
 
 def test_sweep_covers_every_degradation(client, tiny):
@@ -303,10 +327,14 @@ def test_batch_ranks_reports_errors_and_writes_csv(client, tiny, tmp_path):
         assert row[1] == pytest.approx(expected[row[0].split("/")[-1]], abs=1e-6)
     assert "Cannot load" in failed["broken.jpg"]
     assert "No face found" in failed["blank.png"]
+    # Item 11: the app's checkbox, not the library's argument, and never a server path.
+    assert "tick 'If no face is found, score the centre square'" in failed["blank.png"]
+    assert "on_no_face" not in failed["blank.png"] and "/tmp" not in " ".join(failed.values())
     assert "Not an image" in failed["faces.zip/notes.txt"]
     assert "limit" in failed["bomb.zip/huge.png"]
     assert len(lowest) == len(highest) == 3
-    assert highest[0]["caption"].startswith(scored[0][0])
+    assert highest[0]["caption"] == f"{scored[0][1]:+.4f} {scored[0][0].rsplit('/', 1)[-1]}"  # the member's own name
+    assert all("faces.zip" not in picture["caption"] for picture in lowest + highest)
     with open(csv_file, newline="") as handle:
         written = list(csv.DictReader(handle))
     assert [r["file"] for r in written] == [row[0] for row in rows]
@@ -345,7 +373,10 @@ def _assert_same_evaluation(outputs, expected) -> None:
     assert len(rows) == len(expected.curves)
     for row, curve in zip(rows, expected.curves):
         assert row[0] == curve.method and row[1] == format_fmr(curve.fmr)
-        assert row[3] == f"{curve.fnmr[0]:.4f}" and row[4] == f"{curve.auc:.4f}" and row[5] == f"{1000 * curve.pauc:.2f}"
+        undefined = f"undefined ({undefined_reason(curve)})"  # never "nan": the reason instead
+        assert row[3] == f"{curve.fnmr[0]:.4f}"
+        assert row[4] == (f"{curve.auc:.4f}" if np.isfinite(curve.auc) else undefined)
+        assert row[5] == (f"{1000 * curve.pauc:.2f}" if np.isfinite(curve.pauc) else undefined)
     assert f"**{expected.n_pairs_used} pairs**" in warnings
     assert [plot["caption"] for plot in plots] == [path.name for path in expected.plot_paths]
     assert all(_png(plot["image"]).shape[0] > 200 for plot in plots)
@@ -358,11 +389,18 @@ def _assert_same_evaluation(outputs, expected) -> None:
 
 
 def test_evaluate_demo_set_matches_run_eval(client, tmp_path):
+    """The bundled demo set (London Set crops, one of each pair degraded) gives defined curves: 102 genuine pairs,
+    10,200 impostors (FMR 1e-3 resolved), no "nan" anywhere; the constant face-size baseline says why it has no curve."""
     outputs = _evaluate(client)
-    expected = run_eval(demo_identity_folder(tmp_path), [TINY], "sface", tmp_path / "out", random_init=True,
-                        fmrs=[1e-3], threshold_modes=EVAL_MODES, use_cache=False)
+    expected = run_eval(demo_set_folder(tmp_path), [TINY], "sface", tmp_path / "out", random_init=True,
+                        fmrs=[1e-3], threshold_modes=EVAL_MODES, use_cache=False,
+                        impostors_per_genuine=DEMO_IMPOSTORS_PER_GENUINE, data_name="demo")
     _assert_same_evaluation(outputs, expected)
-    assert any("is not resolved" in w for w in expected.warnings)  # 19 impostor pairs cannot resolve FMR 1e-3
+    assert expected.summary["pairs"] | {"dropped": 0} == {"total": 10302, "used": 10302, "dropped": 0,
+                                                          "genuine": 102, "impostor": 10200}
+    assert not any("is not resolved" in w for w in expected.warnings)
+    assert any(w.startswith("face size (box area) gives every pair the same quality") for w in expected.warnings)
+    assert "nan" not in outputs[1].lower() and "real identities, synthetic degradations" in outputs[2]
     assert "Random weights" in outputs[2]
 
 

@@ -302,3 +302,34 @@ def test_cli_reports_made_with_random_weights_say_so_loudly(tmp_path):
     plain = plot_score_vs_strength(rows, "m", ["blur"], [0.0, 1.0], tmp_path / "plain.png")
     noted = plot_score_vs_strength(rows, "m", ["blur"], [0.0, 1.0], tmp_path / "noted.png", "RANDOM WEIGHTS: x")
     assert plain.read_bytes() != noted.read_bytes()
+
+
+def test_cli_backbones_and_the_app_list_the_same_entries(capsys):
+    """Item 15: `attn-fiqa backbones --all` is the app's picker, entry for entry; without --all the CLI names the
+    entries it hides and why."""
+    from app.models import backbone_specs
+    from attn_core.cli.main import main
+
+    assert main(["backbones", "--all"]) == 0
+    listed_all = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line and line[0] != " "
+                  and not line.startswith(("Any ", "Hidden"))]
+    assert listed_all == [spec.name for spec in backbone_specs()]
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    shown = [line.split()[0] for line in out.split("\n\n")[0].splitlines()[2:]]
+    hidden = sorted(set(listed_all) - set(shown))
+    assert hidden == ["test-face-vit-p8", "test-face-vit-p9", "timm:test_vit.r160_in1k"]
+    assert f"Hidden: 3 tiny test architectures with random weights only ({', '.join(hidden)})" in out
+    assert "`attn-fiqa backbones --all` lists them, as the app's picker does" in out
+
+
+def test_no_face_error_names_the_apps_checkbox():
+    """Item 11: the app words the library's no-face hint as its own checkbox, never as an API argument."""
+    from app.photos import CENTRE_CROP_LABEL, app_wording
+    from attn_core.faces import NoFaceError, extract_faces
+
+    with pytest.raises(NoFaceError) as caught:
+        extract_faces(np.full((200, 300, 3), 90, np.uint8))
+    assert "on_no_face='center_crop'" in str(caught.value)  # the library speaks to programmers
+    worded = app_wording(str(caught.value))
+    assert f"tick '{CENTRE_CROP_LABEL}' (Inspect tab, under Attention)" in worded and "on_no_face" not in worded

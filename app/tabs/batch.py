@@ -12,7 +12,7 @@ import gradio as gr
 
 from app.errors import LONG_REQUEST_SECONDS, public_message, user_errors
 from app.models import load_model, weights_warning
-from app.photos import option_values
+from app.photos import app_wording, option_values
 from app.pictures import png_file, request_folder
 from app.reference import (
     NO_REFERENCE,
@@ -35,6 +35,7 @@ from attn_core.viz import crop_overlay
 GALLERY_SIZE = 4  # lowest / highest faces shown in the batch tab
 BATCH_HEADERS = ["file", "score", "faces found", "error"]
 REFERENCE_HEADERS = ["percentile", "quality 0-100", "pass"]  # with a reference chosen (pass: when it has a threshold)
+BATCH_COLUMN_WIDTHS = ["34%", "14%", "14%", "38%"]  # "faces found" on one line, the reason with room to wrap
 
 
 @user_errors(seconds=LONG_REQUEST_SECONDS)
@@ -70,7 +71,7 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
     rows = [[shown, round(r.score, 6), r.face.num_faces, ""] for shown, r in scored]
     # A reason names the user's file (the zip member), never where it was unpacked on this server.
     names = {path: shown for shown, path in inputs.files} | {inputs.folder: "the zip"}
-    rows += [[shown, None, None, public_message(error, names)] for shown, error in failed]
+    rows += [[shown, None, None, app_wording(public_message(error, names))] for shown, error in failed]
     # With a reference: one standing per scored row (the rows of failed files have none).
     standings = [chosen.standing_of(r.score) for _, r in scored] if chosen is not None else []
     headers = BATCH_HEADERS + REFERENCE_HEADERS if chosen is not None else BATCH_HEADERS
@@ -78,9 +79,9 @@ def batch(files: Sequence[Any] | None, backbone: str = "", random_weights: bool 
         rows = [row + ([round(s.percentile, 2), round(s.quality_0_100, 2), _pass_mark(s.passed)] if s else
                        [None, None, ""]) for row, s in zip(rows, standings + [None] * (len(rows) - len(scored)))]
 
-    def pictures(pairs):
+    def pictures(pairs):  # captioned by the score and the file's own name (a zip member's, not the path to it)
         return [(png_file(crop_overlay(r.face.aligned, r.patch_map, model.spec, cmap=colormap, alpha=float(opacity))),
-                 f"{shown}: {r.score:+.4f}") for shown, r in pairs]
+                 f"{r.score:+.4f} {shown.rsplit('/', 1)[-1]}") for shown, r in pairs]  # score first: never cut
 
     lowest = pictures(scored[::-1][:GALLERY_SIZE])
     highest = pictures(scored[:GALLERY_SIZE])
@@ -133,7 +134,8 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls: InspectC
             batch_csv = gr.File(label="CSV download", interactive=False)
         with gr.Column(scale=3):
             batch_md = gr.Markdown()
-            batch_table = gr.Dataframe(headers=BATCH_HEADERS, label="Ranked (best first)", interactive=False, wrap=True)
+            batch_table = gr.Dataframe(headers=BATCH_HEADERS, label="Ranked (best first)", interactive=False, wrap=True,
+                                       column_widths=BATCH_COLUMN_WIDTHS, elem_id="batch-table")
             with gr.Row():
                 lowest = gr.Gallery(label="Lowest scores", columns=2, height="auto", format="png")
                 highest = gr.Gallery(label="Highest scores", columns=2, elem_id="batch-highest", height="auto",

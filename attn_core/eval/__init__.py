@@ -1,6 +1,6 @@
 """Does the score predict recognition errors? Error-versus-Discard curves, degradation sweeps and their reports.
 
-``edc``: the EDC maths, rank correlations and ROC AUC. ``pairs``: verification pairs from identity folders or a CSV.
+``demo``: the bundled demo set (real identities, synthetic degradations). ``edc``: the EDC maths, rank correlations and ROC AUC. ``pairs``: verification pairs from identity folders or a CSV.
 ``matcher``: the independent recognisers (SFace, or a backbone's embedding head). ``cache``: per-file embeddings
 and scores on disk. ``measure``: quality methods, matcher and per-file measurements shared by both evaluations.
 ``evaluate``: :func:`run_eval`. ``threshold``: a goal (target FNMR, or a fraction to discard) read off the EDC as a
@@ -8,17 +8,20 @@ score threshold. ``sweep``: :func:`sweep_face` and :func:`run_sweep`. ``reports`
 plots, JSON, Markdown and CSV.
 """
 
+from attn_core.eval.demo import DEMO_CREDIT, DEMO_IMPOSTORS_PER_GENUINE, DEMO_NAME, demo_set_folder
 from attn_core.eval.edc import (
     THRESHOLD_MODE_SOURCES,
     THRESHOLD_MODE_WORDS,
     EDCCurve,
     edc,
     edc_table_markdown,
+    fmr_resolution_note,
     format_fmr,
     kendall,
     random_baseline,
     roc_auc,
     spearman,
+    undefined_reason,
 )
 from attn_core.eval.evaluate import (
     DEFAULT_FMRS,
@@ -61,7 +64,8 @@ from attn_core.eval.threshold import (
 )
 
 __all__ = [
-    "BASELINES", "DEFAULT_FMRS", "THRESHOLD_MODE_SOURCES", "THRESHOLD_MODE_WORDS", "DEFAULT_STRENGTHS", "EXAMPLE_IDENTITIES", "RANDOM", "THRESHOLD_MODES",
+    "BASELINES", "DEFAULT_FMRS", "DEMO_CREDIT", "DEMO_IMPOSTORS_PER_GENUINE", "DEMO_NAME", "demo_set_folder", "fmr_resolution_note",
+    "undefined_reason", "THRESHOLD_MODE_SOURCES", "THRESHOLD_MODE_WORDS", "DEFAULT_STRENGTHS", "EXAMPLE_IDENTITIES", "RANDOM", "THRESHOLD_MODES",
     "EDCCurve", "EvalReport", "FaceSweep", "Matcher", "Pair", "QualityMethod", "SweepReport",
     "available_matchers", "cosine", "crop_landmarks", "demo_identity_folder", "discard_grid", "edc",
     "edc_table_markdown", "format_fmr", "get_matcher", "kendall", "load_pairs", "load_quality_methods",

@@ -24,6 +24,7 @@ Counting conventions (fixed here so results are reproducible):
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -294,50 +295,88 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray, *, low_score_flags: bool 
     return float(mann_whitney_u / (n_positive * n_negative))
 
 
-def plot_edc(curves: Sequence[EDCCurve], path: str | Path, title: str) -> None:
-    """Save an EDC plot (one curve per method; the pAUC region shaded; FMR and threshold mode in the title)."""
+def undefined_reason(curve: EDCCurve) -> str | None:
+    """Why a curve is undefined somewhere (and so is its AUC): the first discard fraction at which no genuine pair
+    (or, with the threshold re-set per fraction, no impostor pair) is retained. None when defined everywhere."""
+    missing = np.flatnonzero(np.isnan(curve.fnmr))
+    if not missing.size:
+        return None
+    index = int(missing[0])
+    no_threshold = curve.thresholds.size == curve.fnmr.size and np.isnan(curve.thresholds[index])
+    return f"no {'impostor' if no_threshold else 'genuine'} pair left from r = {curve.discard[index]:g}"
+
+
+def fmr_resolution_note(n_impostor: int, fmr: float) -> str | None:
+    """Why an FMR cannot be resolved with ``n_impostor`` impostor pairs (fewer than 1 / FMR), or None."""
+    if n_impostor * fmr >= 1:
+        return None
+    return (f"FMR {format_fmr(fmr)} is not resolved: only {n_impostor} impostor pairs (needs at least "
+            f"{math.ceil(1 / fmr)}); the threshold there accepts no impostor")
+
+
+def plot_edc(curves: Sequence[EDCCurve], path: str | Path, title: str, notes: Sequence[str] = ()) -> None:
+    """Save an EDC plot (one curve per method; the pAUC region shaded; FMR and threshold mode in the title).
+
+    Text is sized to stay readable when the plot is shown about 700 px wide; the legend sits below the axes, and a
+    curve that is undefined somewhere says why in its legend entry. ``notes`` (e.g. an unresolved FMR) head the legend,
+    in red.
+    """
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if not curves:
         raise ValueError("plot_edc needs at least one curve")
-    figure = Figure(figsize=(6.4, 4.8), dpi=120)
+    figure = Figure(figsize=(7.2, 6.4 + 0.3 * len(notes)), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)  # no pyplot: no global state, safe from worker threads
     axes = figure.add_subplot(1, 1, 1)
     limits = sorted({c.pauc_limit for c in curves})
     axes.axvspan(curves[0].discard[0], max(limits), color="0.9", zorder=0,
                  label=f"pAUC region (r \u2264 {max(limits):g})")
-    for curve in curves:
-        legend = f"{curve.method or 'quality'}: pAUC\u00d710\u00b3 = {1000 * curve.pauc:.2f}"
+    colours = colormaps["tab10"].colors
+    for index, curve in enumerate(curves):
+        reason = undefined_reason(curve)
+        pauc = "undefined" if math.isnan(curve.pauc) else f"{1000 * curve.pauc:.2f}"
+        legend = f"{curve.method or 'quality'}: pAUC\u00d710\u00b3 = {pauc}" + (f" ({reason})" if reason else "")
+        style = {"color": "0.35", "linestyle": "--"} if curve.method == "random" else {"color": colours[index % 10]}
         if curve.threshold_mode == "fixed":
-            axes.step(curve.discard, curve.fnmr, where="post", label=legend)
+            axes.step(curve.discard, curve.fnmr, where="post", linewidth=2, label=legend, **style)
         else:
-            axes.plot(curve.discard, curve.fnmr, marker="o", markersize=3, label=legend)
+            axes.plot(curve.discard, curve.fnmr, marker="o", markersize=4, linewidth=2, label=legend, **style)
     fmrs = ", ".join(sorted({format_fmr(c.fmr) for c in curves}))
     modes = ", ".join(sorted({f"threshold {THRESHOLD_MODE_WORDS[c.threshold_mode]}" for c in curves}))
-    axes.set_title(f"{title}\nFMR={fmrs} ({modes})", fontsize=10)
-    axes.set_xlabel("Fraction of pairs discarded (lowest pair quality first)")
-    axes.set_ylabel("FNMR")
+    axes.set_title(f"{title}\nFMR={fmrs} ({modes})", fontsize=13)
+    axes.set_xlabel("Fraction of pairs discarded (lowest pair quality first)", fontsize=12)
+    axes.set_ylabel("FNMR (retained genuine pairs)", fontsize=12)
+    axes.tick_params(labelsize=11)
     axes.set_xlim(curves[0].discard[0], max(c.discard[-1] for c in curves))
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
+    note = "\n".join(line for text in notes for line in textwrap.wrap(text, 78))
+    legend = axes.legend(fontsize=10.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False,
+                         title=note or None, title_fontsize=10.5)
+    legend.get_title().set_color("#b91c1c")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
 
 
+def _cell(value: float, text: str, reason: str | None) -> str:
+    return text if math.isfinite(value) else f"undefined ({reason or 'no pair retained'})"
+
+
 def edc_table_markdown(curves: Sequence[EDCCurve]) -> str:
-    """A Markdown table of the curves (pAUC x 1000, as the method reports it)."""
+    """A Markdown table of the curves (pAUC x 1000, as the method reports it). An undefined value says why."""
     lines = [
         "| Method | FMR | Threshold | FNMR at r=0 | AUC | pAUC \u00d710\u00b3 | pAUC up to r |",
         "|---|---|---|---|---|---|---|",
     ]
     for curve in curves:
         mode = THRESHOLD_MODE_WORDS[curve.threshold_mode] + (" (stepwise)" if curve.threshold_mode == "fixed" else "")
+        reason = undefined_reason(curve)
         lines.append(
-            f"| {curve.method or 'quality'} | {format_fmr(curve.fmr)} | {mode} | {curve.fnmr[0]:.4f} "
-            f"| {curve.auc:.4f} | {1000 * curve.pauc:.2f} | {curve.pauc_limit:g} |"
+            f"| {curve.method or 'quality'} | {format_fmr(curve.fmr)} | {mode} "
+            f"| {_cell(curve.fnmr[0], f'{curve.fnmr[0]:.4f}', reason)} | {_cell(curve.auc, f'{curve.auc:.4f}', reason)} "
+            f"| {_cell(curve.pauc, f'{1000 * curve.pauc:.2f}', reason)} | {curve.pauc_limit:g} |"
         )
     return "\n".join(lines) + "\n"

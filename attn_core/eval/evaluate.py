@@ -21,9 +21,11 @@ from attn_core.eval.edc import (
     ThresholdMode,
     angular_distance,
     edc,
+    fmr_resolution_note,
     format_fmr,
     pair_quality,
     random_baseline,
+    undefined_reason,
 )
 from attn_core.eval.matcher import cosine
 from attn_core.eval.measure import (
@@ -168,27 +170,34 @@ def run_eval(
     labels = [m.label for m in methods] + [label for label, _ in BASELINES]
     pair_q = {label: pair_quality(np.array([records[a].quality[label] for a, _, _ in used]),
                                   np.array([records[b].quality[label] for _, b, _ in used])) for label in labels}
+    # A measure that gives every pair the same quality cannot order them (discarding would follow the pair list's
+    # order, genuine pairs first): it gets no curve, and the report says why.
+    curve_labels = [label for label in labels if np.ptp(pair_q[label]) > 0]
+    for label in [label for label in labels if label not in curve_labels]:
+        why = (" (pre-aligned crops have no detector box: each counts as the whole crop)"
+               if label == {name: text for text, name in BASELINES}["face_area"] else "")
+        warnings.append(f"{label} gives every pair the same quality on this data{why}, so it cannot order pairs: no curve")
     n_impostor = int((~genuine).sum())
-    for fmr in fmrs:
-        if n_impostor * fmr < 1:
-            warnings.append(f"only {n_impostor} impostor pairs: FMR {format_fmr(fmr)} is not resolved (needs at least "
-                            f"{math.ceil(1 / fmr)}); the threshold there accepts no impostor")
+    fmr_notes = {fmr: fmr_resolution_note(n_impostor, fmr) for fmr in fmrs}
+    warnings.extend(note for note in fmr_notes.values() if note)
 
     curves: list[EDCCurve] = []
     verdicts: list[str] = []
     beats: dict[tuple[str, float, str], bool | None] = {}
     plot_groups: list[tuple[str, list[EDCCurve]]] = []  # (file name, curves of one plot)
+    plot_notes: dict[str, list[str]] = {}  # file name -> why its FMR is not resolved
     for fmr in fmrs:
         for mode in threshold_modes:
             group = [edc(genuine, distance, pair_q[label], fmr=fmr, threshold_mode=mode, discard=grid,
-                         pauc_limit=pauc_limit, method=label) for label in labels]
+                         pauc_limit=pauc_limit, method=label) for label in curve_labels]
             chance = random_baseline(genuine, distance, fmr=fmr, threshold_mode=mode, discard=grid,
                                      pauc_limit=pauc_limit, n_repeats=random_repeats, seed=seed)
             for curve in group:
                 if math.isnan(curve.pauc) or math.isnan(chance.pauc):
                     beats[(curve.method, fmr, mode)] = None
+                    reason = undefined_reason(curve) or undefined_reason(chance) or "too few pairs retained"
                     verdicts.append(f"{curve.method}: undetermined against random discard at FMR {format_fmr(fmr)} "
-                                    f"({MODE_WORDS[mode]}): pAUC is undefined (too few genuine or impostor pairs retained)")
+                                    f"({MODE_WORDS[mode]}): pAUC is undefined ({reason})")
                 else:
                     beats[(curve.method, fmr, mode)] = bool(curve.pauc < chance.pauc)
                     if curve.pauc >= chance.pauc:
@@ -199,6 +208,8 @@ def run_eval(
             group.append(chance)
             curves.extend(group)
             plot_groups.append((f"edc_fmr{format_fmr(fmr)}_{mode}.png", group))
+            if fmr_notes[fmr]:
+                plot_notes[plot_groups[-1][0]] = [fmr_notes[fmr]]
     timings["curves_s"] = time.perf_counter() - stage
     timings["total_s"] = time.perf_counter() - began
 
@@ -244,7 +255,7 @@ def run_eval(
     }
     random_note = f"{RANDOM_WEIGHTS_NOTE}\n" if any(map(is_random, methods)) else ""
     written = write_eval_report(out_dir, summary, curves, plot_groups, f"{random_note}EDC, matcher {judge.name}, {len(used)} pairs",
-                                fmrs, threshold_modes, files, records, labels, name)
+                                fmrs, threshold_modes, files, records, labels, name, plot_notes)
     report_progress(progress, 1.0, "done")
     usable = [path for path in files if path not in bad]
     kept = EvalPairs(genuine, distance, pair_q,

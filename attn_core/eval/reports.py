@@ -192,14 +192,15 @@ def sweep_markdown(summary: dict, plots: list[Path]) -> str:
 def write_eval_report(out_dir: str | Path, summary: dict[str, Any], curves: list[EDCCurve],
                       plot_groups: Sequence[tuple[str, list[EDCCurve]]], plot_title: str, fmrs: Sequence[float],
                       modes: Sequence[str], files: Sequence[Path], records: dict[Path, FileMeasures],
-                      labels: list[str], name: Callable[[Any], str] = str) -> tuple[str, Path, Path, list[Path]]:
+                      labels: list[str], name: Callable[[Any], str] = str,
+                      plot_notes: dict[str, list[str]] | None = None) -> tuple[str, Path, Path, list[Path]]:
     """Write an evaluation's plots, ``eval.json``, ``eval.md`` and ``eval_files.csv``; return (markdown, markdown
     path, JSON path, plot paths)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_paths = []
     for file_name, group in plot_groups:
-        plot_edc(group, out_dir / file_name, plot_title)
+        plot_edc(group, out_dir / file_name, plot_title, (plot_notes or {}).get(file_name, ()))
         plot_paths.append(out_dir / file_name)
     markdown = eval_markdown(summary, curves, plot_paths, fmrs, modes)
     json_path, markdown_path = out_dir / "eval.json", out_dir / "eval.md"

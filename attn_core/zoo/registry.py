@@ -277,12 +277,21 @@ def get_spec(name: str) -> BackboneSpec:
 
 def list_backbones(pattern: str = "*", include_tests: bool = False) -> list[BackboneSpec]:
     """Registered face ViTs plus the curated timm ViTs, filtered by a glob pattern (``cvlface-*``) or, for a pattern
-    without wildcards, by a case-insensitive substring (``cvlface``)."""
+    without wildcards, by a case-insensitive substring (``cvlface``). ``include_tests`` adds the tiny test
+    architectures (random weights only): two face ViTs and timm's test ViT, which has a class token. The app's
+    picker lists exactly ``list_backbones(include_tests=True)``; ``attn-fiqa backbones`` hides them unless ``--all``."""
     names = [n for n in _REGISTRY if include_tests or not n.startswith("test-")]
-    specs = [_REGISTRY[n] for n in names] + [_timm_spec(t) for t in CURATED_TIMM]
+    timm_names = list(CURATED_TIMM) + ([TIMM_TEST_MODEL] if include_tests else [])
+    specs = [_REGISTRY[n] for n in names] + [_timm_spec(t) for t in timm_names]
     if not any(c in pattern for c in "*?["):
         return [s for s in specs if pattern.lower() in s.name.lower()]
     return [s for s in specs if fnmatch.fnmatch(s.name, pattern)]
+
+
+def hidden_test_backbones() -> list[str]:
+    """The names ``attn-fiqa backbones`` leaves out unless ``--all``: the tiny test architectures."""
+    listed = {spec.name for spec in list_backbones()}
+    return [spec.name for spec in list_backbones(include_tests=True) if spec.name not in listed]
 
 
 def how_to_get(spec: BackboneSpec) -> str:
