@@ -54,8 +54,13 @@ def cmd_app(args: argparse.Namespace) -> int:
         extra.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     _stop_cleanly_on_sigterm()
     _few_heap_arenas()
-    launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
-           num_heads=args.num_heads, precision=args.precision, live_limit=args.live_limit, **extra)
+    demo = launch(host=args.host, port=args.port, share=args.share, weights=args.weights, backbone=args.backbone,
+                  num_heads=args.num_heads, precision=args.precision, live_limit=args.live_limit, **extra)
+    # Stopped (Ctrl-C or SIGTERM): Gradio's own "delete every cached copy" runs in its server's shutdown, which a
+    # stop can cut short (a copy of a CSV or picture sent to a client was seen to outlive it); run it once more here.
+    from gradio.route_utils import delete_files_created_by_app
+
+    delete_files_created_by_app(demo, None)
     return 0
 
 

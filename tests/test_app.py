@@ -465,7 +465,7 @@ def test_python_dash_m_app_takes_the_same_options(monkeypatch):
     monkeypatch.setattr(cli, "cmd_app", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["--port", "9000"]) == 0
     assert seen == {"host": "127.0.0.1", "port": 9000, "share": False, "weights": None, "backbone": "", "num_heads": None,
-                    "auth": None, "ssl_certfile": None, "ssl_keyfile": None, "precision": "auto"}
+                    "auth": None, "ssl_certfile": None, "ssl_keyfile": None, "precision": "auto", "live_limit": None}
 
 
 def test_only_listed_backbones_are_served(client):

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from attn_core import FaceQualityModel  # noqa: E402
-from attn_core.zoo import ONLINE_DEFAULT, get_spec, load_backbone  # noqa: E402
+from attn_core.zoo import ONLINE_DEFAULT, get_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"
@@ -224,10 +224,13 @@ def test_offline_first_click_then_the_one_click_demo(page):
     _wait_score(page, "Score ")
     assert page.locator("#random-weights input[type=checkbox]").is_checked()
     assert "Random weights" in _score(page)
-    # A model of the test's own, not from the process-wide cache that earlier tests share.
-    model = FaceQualityModel(load_backbone(ONLINE_DEFAULT, random_init=True, device="cpu"))
-    (expected,) = model.score_image(str(PHOTO))
-    assert f"Score {expected.score:+.4f}" in _score(page)
+    # The library's score in a fresh interpreter: in a full test run this process's own computation disagreed with
+    # both the app and a fresh process (-0.0010 and +0.0332 against -0.0071), after earlier test modules.
+    expected = float(subprocess.run(
+        [sys.executable, "-c", "from attn_core import FaceQualityModel; import sys; "
+         f"print(FaceQualityModel({ONLINE_DEFAULT!r}, random_init=True).score_image(sys.argv[1])[0].score)",
+         str(PHOTO)], capture_output=True, text=True, check=True, timeout=300).stdout.split()[-1])
+    assert f"Score {expected:+.4f}" in _score(page)
     count = len(list(EXAMPLES.glob("*.jpg"))) + len(list(EXAMPLES.glob("*.png"))) - 1
     assert f"Within the {count} other bundled example faces" in _score(page)
     assert f"of {count}**" not in _score(page) and f"of {count}" in _score(page)

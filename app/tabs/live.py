@@ -173,6 +173,7 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
     return view_html(view), score_md, scored.reason, result.score, best
 
 
+@user_errors(seconds=FRAME_SECONDS)
 def live_frame(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
     """Score one webcam frame of this browser session's stream: the view with box and map, the score in context,
     why nothing was scored (if so), the score plot, the status line, and the best frame when it improved."""
@@ -203,6 +204,7 @@ def live_frame(frame: Any, backbone: str, random_weights: bool = False, request:
         session.lock.release()
 
 
+@user_errors(seconds=FRAME_SECONDS)
 def live_reset(request: gr.Request = None):
     """Start this session's stream over: no plot, no best frame, the time limit counted from now."""
     session = live.session(_request_key(request))
@@ -212,6 +214,7 @@ def live_reset(request: gr.Request = None):
                 None, None, None, "No best frame yet.")
 
 
+@user_errors(seconds=FRAME_SECONDS)
 def forget_session(request: gr.Request = None) -> None:
     """The tab closed (or reloaded): its stream state and scoring slot are freed at once, and so is Gradio's own
     copy of the session's page (``SessionState``: every component's config and last value, a few MiB for this app),

@@ -285,6 +285,9 @@ def _fit_face_vit_spec(spec: BackboneSpec, state_dict: dict, path: Path, num_hea
     return spec_from_checkpoint(state_dict, f"{spec.name}@{path.name}", heads)
 
 
+_SEEDED_BUILDS = threading.Lock()
+
+
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -328,7 +331,10 @@ def load_backbone(
             spec = replace(spec, num_heads=check_head_count(num_heads, spec.embed_dim, "--num-heads (num_heads)"))
         if spec.family == "face_vit":
             check_fits_memory(face_vit_parameters(spec), f"Backbone {spec.name}")
-        with torch.random.fork_rng(devices=[]):  # seeded, without resetting the caller's global RNG
+        # Seeded, without resetting the caller's global RNG. Module initialisation draws from torch's one global
+        # generator, so two builds at once (the app's handler threads) would interleave their draws and give other
+        # weights for the same seed: seeded builds take turns.
+        with _SEEDED_BUILDS, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build_module(spec)
         return Backbone(spec, module, device, f"random (seed {seed})")
