@@ -60,7 +60,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     # stop can cut short (a copy of a CSV or picture sent to a client was seen to outlive it); run it once more here.
     from gradio.route_utils import delete_files_created_by_app
 
-    delete_files_created_by_app(demo, None)
+    if demo is not None:
+        delete_files_created_by_app(demo, None)
     return 0
 
 

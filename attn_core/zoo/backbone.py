@@ -285,9 +285,6 @@ def _fit_face_vit_spec(spec: BackboneSpec, state_dict: dict, path: Path, num_hea
     return spec_from_checkpoint(state_dict, f"{spec.name}@{path.name}", heads)
 
 
-_SEEDED_BUILDS = threading.Lock()
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -331,9 +328,7 @@ def load_backbone(
             spec = replace(spec, num_heads=check_head_count(num_heads, spec.embed_dim, "--num-heads (num_heads)"))
         if spec.family == "face_vit":
             check_fits_memory(face_vit_parameters(spec), f"Backbone {spec.name}")
-        # Seeded, without resetting the caller's global RNG. Module initialisation draws from torch's one global
-        # generator, so two builds at once (the app's handler threads) would interleave their draws and give other
-        # weights for the same seed: seeded builds take turns.
+        # Seeded, the caller's global RNG kept; builds take turns (they draw from torch's one global generator).
         with _SEEDED_BUILDS, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build_module(spec)
@@ -358,8 +353,7 @@ def load_backbone(
 
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
         if "pos_embed" in state_dict and state_dict["pos_embed"].shape != model.pos_embed.shape:
-            # Another grid (DINOv2 is stored at 518 px): resampled exactly as timm's own pretrained loader does.
-            state_dict = checkpoint_filter_fn(state_dict, model)
+            state_dict = checkpoint_filter_fn(state_dict, model)  # another grid: resampled as timm's loader does
     load_strict(model, state_dict, source=f"Checkpoint {path}")
     return Backbone(spec, model, device, str(path))
 
@@ -422,6 +416,7 @@ class _ModelCache(cachetools.LRUCache):
 
 _backbones = _ModelCache(maxsize=MODEL_CACHE_MB * 2**20, getsizeof=_cache_cost)
 _backbones_lock = threading.Lock()
+_SEEDED_BUILDS = threading.Lock()  # two seeded builds at once would interleave their random draws
 
 
 @cachetools.cached(_backbones, lock=_backbones_lock)
