@@ -16,20 +16,13 @@ def preprocess(faces: np.ndarray, size: int, mean, std) -> torch.Tensor:
 
 def face_vit_logits(state: dict, images: torch.Tensor, num_heads: int, block: int) -> torch.Tensor:
     """Pre-softmax logits (B, H, N, N) of ``block`` of a DESIGN 2.1 face ViT, by explicit matrix products."""
-    w = state["patch_embed.proj.weight"]
-    dim, _, patch, _ = w.shape
-    grid = images.shape[-1] // patch
-    crop = images[:, :, : grid * patch, : grid * patch]
-    patches = crop.unfold(2, patch, patch).unfold(3, patch, patch)  # B,3,g,g,p,p
-    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], grid * grid, -1)
-    x = patches @ w.reshape(dim, -1).T + state["patch_embed.proj.bias"] + state["pos_embed"]
+    dim = state["patch_embed.proj.weight"].shape[0]
+    x = _patch_embed(state, images) + state["pos_embed"]
     head_dim = dim // num_heads
     for i in range(block + 1):
         p = f"blocks.{i}."
         h = F.layer_norm(x, (dim,), state[p + "norm1.weight"], state[p + "norm1.bias"], eps=1e-5)
-        qkv = h @ state[p + "attn.qkv.weight"].T
-        q, k, v = qkv.split(dim, dim=-1)
-        q, k, v = (t.reshape(t.shape[0], -1, num_heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k, v = _heads(h @ state[p + "attn.qkv.weight"].T, num_heads)
         logits = (q @ k.transpose(-2, -1)) * head_dim**-0.5
         if i == block:
             return logits
@@ -74,20 +67,14 @@ def expected_from_logits(logits: torch.Tensor, prefix: int, grid: tuple[int, int
 def dinov2_logits(state: dict, images: torch.Tensor, num_heads: int, block: int) -> torch.Tensor:
     """Pre-softmax logits (B, H, N, N) of ``block`` of a DINOv2 ViT (class token first, layer scale, GELU MLP,
     LayerNorm eps 1e-6, qkv with bias), by explicit matrix products from a state dict at the input's grid."""
-    w = state["patch_embed.proj.weight"]
-    dim, _, patch, _ = w.shape
-    grid = images.shape[-1] // patch
-    patches = images.unfold(2, patch, patch).unfold(3, patch, patch)  # B,3,g,g,p,p
-    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], grid * grid, -1)
-    x = patches @ w.reshape(dim, -1).T + state["patch_embed.proj.bias"]
+    dim = state["patch_embed.proj.weight"].shape[0]
+    x = _patch_embed(state, images)
     x = torch.cat([state["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + state["pos_embed"]
     head_dim = dim // num_heads
     for i in range(block + 1):
         p = f"blocks.{i}."
         h = F.layer_norm(x, (dim,), state[p + "norm1.weight"], state[p + "norm1.bias"], eps=1e-6)
-        qkv = h @ state[p + "attn.qkv.weight"].T + state[p + "attn.qkv.bias"]
-        q, k, v = qkv.split(dim, dim=-1)
-        q, k, v = (t.reshape(t.shape[0], -1, num_heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k, v = _heads(h @ state[p + "attn.qkv.weight"].T + state[p + "attn.qkv.bias"], num_heads)
         logits = (q @ k.transpose(-2, -1)) * head_dim**-0.5
         if i == block:
             return logits
@@ -97,3 +84,20 @@ def dinov2_logits(state: dict, images: torch.Tensor, num_heads: int, block: int)
         h = F.gelu(h @ state[p + "mlp.fc1.weight"].T + state[p + "mlp.fc1.bias"])
         x = x + state[p + "ls2.gamma"] * (h @ state[p + "mlp.fc2.weight"].T + state[p + "mlp.fc2.bias"])
     raise ValueError(f"block {block} out of range")
+
+
+def _patch_embed(state: dict, images: torch.Tensor) -> torch.Tensor:
+    """The patch embedding as one matrix product over unfolded patches of the covered top-left grid: (B, g*g, dim)."""
+    w = state["patch_embed.proj.weight"]
+    dim, _, patch, _ = w.shape
+    grid = images.shape[-1] // patch
+    crop = images[:, :, : grid * patch, : grid * patch]
+    patches = crop.unfold(2, patch, patch).unfold(3, patch, patch)  # B,3,g,g,p,p
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], grid * grid, -1)
+    return patches @ w.reshape(dim, -1).T + state["patch_embed.proj.bias"]
+
+
+def _heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fused qkv projection (B, N, 3*dim) split into q, k, v of shape (B, H, N, dim/H)."""
+    dim = qkv.shape[-1] // 3
+    return tuple(t.reshape(t.shape[0], -1, num_heads, dim // num_heads).transpose(1, 2) for t in qkv.split(dim, -1))
