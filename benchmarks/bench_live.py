@@ -13,7 +13,8 @@ browser contexts = two sessions), a MutationObserver records every update of the
   - server ms per frame: L of each update, the server's time for that frame (decode, detect, align, score, draw),
     p50 / p95;
   - page interval: time between two updates in the page, p50 / p95 (what a user sees: one new frame every ...);
-  - server CPU per frame: the app process's user+system CPU time over the window / frames scored (all streams).
+  - server CPU per frame: the app process's user+system CPU time over the window / frames scored (all streams);
+  - Chromium cores: CPU seconds of all Chromium processes per second of the window (the two cores are shared).
 ``--stages``: instead, the server's work on one frame in this process, stage by stage (CPU time of this process and
 wall time, medians over the clip's frames), with torch on 1 thread and on its default thread count.
 Memory: the app's RSS after the warm-up stream (its tab closed), then after ``--memory-streams`` streams of
@@ -60,6 +61,20 @@ def _free_port() -> int:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _browser_cpu_seconds() -> float:
+    """User+system CPU of every Chromium process on this machine (the fake camera, the page, its rendering)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "chrom" in text.split("(", 1)[1].split(")", 1)[0].lower():
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _rss_mib(pid: int) -> float:
@@ -125,13 +140,14 @@ def measure(browser, url: str, backbone: str, streams: int, seconds: float, pid:
         page.wait_for_function("() => window.liveUpdates.some(u => /frames scored: [1-9]/.test(u[1]))")
     time.sleep(2)
     starts = [page.evaluate("() => performance.now()") for page in pages]
-    cpu_before = _cpu_seconds(pid)
+    cpu_before, browser_before = _cpu_seconds(pid), _browser_cpu_seconds()
     time.sleep(seconds)
-    cpu = _cpu_seconds(pid) - cpu_before
+    cpu, browser_cpu = _cpu_seconds(pid) - cpu_before, _browser_cpu_seconds() - browser_before
     results = [_stream_numbers(page.evaluate("() => window.liveUpdates"), start) for page, start in zip(pages, starts)]
     frames = sum(r["frames"] for r in results)
     for result in results:
         result["cpu_ms_per_frame"] = 1000 * cpu / frames if frames else float("nan")
+        result["browser_cores"] = browser_cpu / seconds
     for page in pages:
         page.context.close()
     return results
@@ -141,7 +157,7 @@ def _row(label: str, result: dict) -> str:
     server, intervals = result["server_ms"] or [float("nan")], result["intervals"] or [float("nan")]
     return (f"| {label} | {result['fps']:.2f} | {result['frames']} | {percentile(server, 0.5):.0f} | "
             f"{percentile(server, 0.95):.0f} | {percentile(intervals, 0.5):.0f} | {percentile(intervals, 0.95):.0f} | "
-            f"{result['cpu_ms_per_frame']:.0f} |")
+            f"{result['cpu_ms_per_frame']:.0f} | {result['browser_cores']:.2f} |")
 
 
 def _timed(times: dict, name: str, function, *args, **kwargs):
@@ -205,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="cvlface-vit-s-adaface")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per stream count")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2], help="simultaneous streams to measure")
     parser.add_argument("--memory-streams", type=int, default=3)
     parser.add_argument("--memory-seconds", type=float, default=30.0)
     parser.add_argument("--stages", action="store_true", help="only the per-stage cost of one frame, in this process")
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(5)
             rss_before = _rss_mib(server.pid)
             rows = []
-            for streams in (1, 2):
+            for streams in args.streams:
                 results = measure(browser, url, args.backbone, streams, args.seconds, server.pid)
                 rows += [_row(f"{streams} stream(s), stream {index + 1}", r) for index, r in enumerate(results)]
                 print(f"  done {streams} stream(s) (load {load_average()})", flush=True)
@@ -237,15 +254,16 @@ def main(argv: list[str] | None = None) -> int:
                 measure(browser, url, args.backbone, 1, args.memory_seconds, server.pid)
                 time.sleep(5)
                 steps.append(_rss_mib(server.pid))
-            rss_after = steps[-1]
+            rss_after = steps[-1] if steps else rss_before
             browser.close()
     finally:
         server.terminate()
         server.wait(30)
     print(f"\nbackbone {args.backbone} (random weights), --precision {args.precision}, 640x480 fake camera, "
           f"{args.seconds:.0f} s per measurement")
-    print("| streams | fps (page) | frames | server ms/frame p50 | p95 | page interval ms p50 | p95 | server CPU ms/frame |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| streams | fps (page) | frames | server ms/frame p50 | p95 | page interval ms p50 | p95 | server CPU ms/frame "
+          "| Chromium cores |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     change = 100 * (rss_after - rss_before) / rss_before
     print(f"\nserver RSS: {rss_before:.0f} MiB after the warm-up stream, {rss_after:.0f} MiB after "

@@ -160,3 +160,27 @@ def test_full_logits_for_teaching(faces: np.ndarray) -> None:
     state = {k: v.detach().clone() for k, v in backbone.model.state_dict().items()}
     expected = face_vit_logits(state, preprocess(faces, 112, (0.5,) * 3, (0.5,) * 3), 4, 2)
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_scores_run_side_by_side_and_never_write_into_another_threads_capture(faces: np.ndarray) -> None:
+    """The score alone takes no lock (the Live tab scores two frames of a stream at once), and a capture that one
+    thread holds open (the lab's, the embedding's) records only that thread's forward passes."""
+    import threading
+
+    backbone = load_backbone("test-face-vit-p8", random_init=True, seed=5, device="cpu")
+    expected = [r.score for r in score_faces(backbone, faces)]
+    results: dict[str, list[float]] = {}
+
+    def score_in_thread() -> None:
+        results["other"] = [r.score for r in score_faces(backbone, faces)]
+
+    with backbone.lock, AttentionCapture(backbone.blocks, [1, 2]) as capture:
+        worker = threading.Thread(target=score_in_thread)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive()  # not blocked by the held lock
+        assert capture.query_key == {}  # the other thread's pass went through blocks 1 and 2 unrecorded
+        with torch.inference_mode():
+            backbone.model(backbone.preprocess(faces[:1]))
+        assert sorted(capture.query_key) == [1, 2]
+    assert results["other"] == expected

@@ -256,15 +256,20 @@ def attention_stats(
     precision = resolve_precision(precision, backbone.device)
     step = micro_batch_size(backbone)
     means_all, means_patch, embeddings = [], [], []
-    with backbone.lock, torch.inference_mode(), AttentionCapture(backbone.blocks, [index]) as capture:
+    # The score alone needs no hook (run_to_qkv returns q and k), so it takes no lock: frames of a live stream are
+    # scored side by side. The embedding is a full forward with q/k captured on the way, one capture at a time.
+    hooked = AttentionCapture(backbone.blocks, [index]) if with_embedding else None
+    with backbone.lock if hooked else contextlib.nullcontext(), torch.inference_mode(), \
+            hooked or contextlib.nullcontext():
         for start in range(0, images.shape[0], step):
             chunk = pad_chunk(images[start : start + step], step)
             with _autocast(backbone, precision):
-                if with_embedding:
+                if hooked:
                     embeddings.append(backbone.embedding(chunk))
+                    query_key = hooked.query_key.pop(index)
                 else:
-                    run_to_qkv(backbone, chunk, index, compile=compile)
-            chunk_all, chunk_patch = key_means(capture.query_key.pop(index), spec.num_prefix_tokens)
+                    query_key = run_to_qkv(backbone, chunk, index, compile=compile)
+            chunk_all, chunk_patch = key_means(query_key, spec.num_prefix_tokens)
             means_all.append(chunk_all)
             means_patch.append(chunk_patch)
     count = images.shape[0]  # the padding's rows are dropped here

@@ -46,7 +46,7 @@ class Backbone:
         self.model = model.eval().to(device)
         self.device = device
         self.weights = weights  # where the weights came from, or "random (seed N)"
-        self.lock = threading.Lock()  # hooks are per-module state: one capture at a time per backbone
+        self.lock = threading.Lock()  # one hooked capture (embedding, lab) at a time; the score alone takes none
         self._compiled: dict[int, object] = {}  # block -> torch.compile'd tokens_before, built on first use
 
     @property
