@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
+import contextvars
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import cachetools
 import numpy as np
+import torch
 
+from app.errors import RequestTimeout
 from app.models import load_model
 from app.photos import image_path
 from attn_core import QualityResult, ScoreOptions
@@ -31,12 +36,14 @@ DETECT_SIDE = 320
 HISTORY_SECONDS = 30.0  # the plot's window
 RATE_SECONDS = 5.0  # fps and ms per frame are measured over this window
 STREAMS = 2  # streams scored at once; a third is told to wait
+LANES = 2  # frames of one stream scored at once (see lanes()); the webcam feeds each lane its own stream event
 IDLE_SECONDS = 3.0  # a stream that sent no frame for this long gives its slot up
 LIVE_SESSIONS = 64  # sessions remembered at most (each: <= 30 s of scores and one best frame)
 MAX_FRAME_BYTES = 8 * 2**20  # an encoded frame (a 1920x1080 JPEG is ~1 MB)
 DEFAULT_TIME_LIMIT = 600.0  # a stream stops by itself after this long (attn-fiqa app --live-limit)
 _settings = {"time_limit": float(os.environ.get("ATTN_FIQA_LIVE_LIMIT_S", DEFAULT_TIME_LIMIT))}
 
+START_TEXT = "Show your face to the camera."
 WAIT_SENTENCE = (f"{STREAMS} live streams are being scored already; yours starts by itself as soon as one of them "
                  f"stops, so keep this tab open.")
 
@@ -73,8 +80,25 @@ class LiveSession:
     timings: deque = field(default_factory=deque)  # (monotonic time done, ms spent)
     scored: int = 0
     best: BestFrame | None = None
+    view: str = ""  # what the panel shows: the latest frame drawn (a data URL), the score text, the reason line
+    headline: str = START_TEXT
+    reason: str = ""
     last_frame: float = 0.0  # when its latest frame arrived: after a pause of IDLE_SECONDS, a new stream begins
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lanes: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(LANES)))
+    lock: threading.RLock = field(default_factory=threading.RLock)  # the fields above, updated by both lanes
+    taken: list = field(default_factory=lambda: [None] * LANES)  # each lane's latest frame (a hash of it)
+
+    def take(self, frame: Any, lane: int) -> bool:
+        """False when another lane has this very frame (the webcam sends every frame to both lanes): it is scored
+        once. A lane may take the same frame again (a still picture sent twice is scored twice)."""
+        if isinstance(frame, dict):  # a file payload (API callers): its name or URL stands for it
+            frame = frame.get("url") or frame.get("path")
+        digest = hash(str(frame))
+        with self.lock:
+            if any(digest == other for index, other in enumerate(self.taken) if index != lane):
+                return False
+            self.taken[lane] = digest
+            return True
 
     def restart(self, settings: tuple[str, bool] | None = None) -> None:
         """Start over: no history, no best frame, the time limit counted from now."""
@@ -84,6 +108,13 @@ class LiveSession:
         self.timings.clear()
         self.scored = 0
         self.best = None
+        self.view, self.headline, self.reason = "", START_TEXT, ""
+
+    def show(self, view: str | None, headline: str | None, reason: str) -> None:
+        """What the panel shows from now on: the latest view and score text (None: keep them) and the reason."""
+        self.view = self.view if view is None else view
+        self.headline = self.headline if headline is None else headline
+        self.reason = reason
 
     def record(self, now: float, score: float | None, milliseconds: float) -> None:
         if score is not None:
@@ -156,6 +187,50 @@ def take_slot(key: str, now: float) -> bool:
 def release_slot(key: str) -> None:
     with _lock:
         _slots.pop(key, None)
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()  # one lane worker at a time changes torch's default and puts it back
+
+
+def _lane_worker(threads: int, default: int) -> None:
+    """A lane worker's first act: its torch ops use ``threads`` threads from now on. ``torch.set_num_threads`` also
+    sets the count that threads started later begin with, so a throwaway thread puts ``default`` back (the request
+    threads of the other tabs keep it; this worker keeps its own)."""
+    with _threads_lock:
+        torch.get_num_threads()  # torch's own per-thread setup first, or it would overwrite the count below later
+        torch.set_num_threads(threads)
+        restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="attn_fiqa:threads")
+        restore.start()
+        restore.join()
+
+
+def lanes() -> concurrent.futures.ThreadPoolExecutor:
+    """The workers that score live frames: LANES per stream, each with its share of the cores.
+
+    Why: one frame at a time with torch's threads on every core reached ~3 frames/s on a 2-core CPU beside the
+    browser: at batch size 1 each of the ~100 matrix products per frame waits for its slowest thread, and the
+    browser holds a core for part of every frame. Two frames at once on one thread each keep both cores busy with
+    no such waits (measured: 8.7 ViT-S frames/s against 6.9-8.0 on an idle machine; benchmarks/RESULTS.md).
+    """
+    global _pool
+    with _lock:
+        if _pool is None:
+            default = torch.get_num_threads()
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=STREAMS * LANES, thread_name_prefix="attn_fiqa:live_lane", initializer=_lane_worker,
+                initargs=(max(1, default // LANES), default))
+        return _pool
+
+
+def in_lane(function: Callable, *args: Any, seconds: float) -> Any:
+    """``function(*args)`` on a lane worker, in this request's context (its file rules, its time limit), waited
+    for at most ``seconds``."""
+    future = lanes().submit(contextvars.copy_context().run, function, *args)
+    try:
+        return future.result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        raise RequestTimeout from None
 
 
 def frame_pixels(frame: Any) -> np.ndarray:

@@ -45,10 +45,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 RECORD_JS = """() => {
   window.liveUpdates = [];
-  const target = document.querySelector('#live-stats');
-  const read = () => { const md = target.querySelector('[data-testid=markdown]');
-    if (md) window.liveUpdates.push([performance.now(), md.innerText.trim()]); };
-  new MutationObserver(read).observe(target, {subtree: true, childList: true, characterData: true});
+  const read = () => { const stats = document.querySelector('#live-stats');
+    if (stats) window.liveUpdates.push([performance.now(), stats.innerText.trim()]); };
+  new MutationObserver(read).observe(document.querySelector('#live-panel'), {subtree: true, childList: true,
+                                                                             characterData: true});
 }"""
 
 

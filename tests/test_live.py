@@ -4,6 +4,7 @@ when the tab closes, two scoring slots, the time limit, refused payloads; in Chr
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,7 +34,7 @@ STATS = re.compile(r"^frames scored: (\d+) · (\d+\.\d) fps · (\d+) ms per fram
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-OUTPUTS = ("view", "score", "reason", "plot", "stats", "best_crop", "best_map", "best_files", "best")
+OUTPUTS = ("panel", "best")
 
 
 def _frame(*names: str) -> np.ndarray:
@@ -54,13 +56,40 @@ def _url(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode()
 
 
-def _send(session: str, rgb: np.ndarray | None = None, url: str | None = None) -> dict:
-    answer = live_tab.live_frame({"url": url or _url(rgb), "path": None}, TINY, True, SimpleNamespace(session_hash=session))
-    return dict(zip(OUTPUTS, answer))
+def _between(text: str, start: str, end: str) -> str:
+    assert start in text, f"{start!r} not in {text[:300]!r}"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def _parts(panel: str, best: Any) -> dict:
+    """The pieces of the two outputs: the panel's score text, reason, status line, view (data URL), plot, and the
+    best frame's HTML (a skip when it did not change)."""
+    view = re.search(r'<img class="live-view" src="([^"]+)"', panel)
+    return {"panel": panel, "score": _between(panel, '<div id="live-score"', "</div>"),
+            "reason": html.unescape(_between(panel, '<p id="live-reason" style="font-weight:600">', "</p>")),
+            "stats": html.unescape(_between(panel, '<p id="live-stats">', "</p>")),
+            "view": view.group(1) if view else None, "plot": _between(panel, '<div id="live-plot">', "</div>"),
+            "best": best}
+
+
+def _send(session: str, rgb: np.ndarray | None = None, url: str | None = None, lane: int = 0) -> dict:
+    handler = (live_tab.live_frame, live_tab.live_frame_second_lane)[lane]
+    answer = handler({"url": url or _url(rgb), "path": None}, TINY, True, SimpleNamespace(session_hash=session))
+    return _parts(*answer) if not _skipped(answer[0]) else {"panel": answer[0], "best": answer[1]}
 
 
 def _skipped(value) -> bool:
     return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+
+
+def _best_files(best: str, folder: Path) -> dict[str, Path]:
+    """The best frame's three downloads, decoded from their data URLs into ``folder``."""
+    files = {}
+    for name, url in re.findall(r'<a download="([^"]+)" href="([^"]+)"', best):
+        files[name] = folder / name
+        files[name].write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    assert set(files) == {"best_frame_crop.png", "best_frame_map.png", "best_frame.json"}
+    return files
 
 
 def _library_score(crop_path: str, precision: str = "fp32") -> float:
@@ -97,40 +126,41 @@ def test_detection_on_a_downscaled_frame_finds_the_same_face_in_full_frame_pixel
     assert overlap / (w * h + fw * fh - overlap) > 0.7
 
 
-def test_a_frame_is_scored_and_its_best_crop_scores_the_same_in_the_library():
+def test_a_frame_is_scored_and_its_best_crop_scores_the_same_in_the_library(tmp_path):
     answer = _send("a", _frame("person_a_1.jpg"))
-    crop, on_crop, report = answer["best_files"]
-    expected = _library_score(crop)
-    numbers = json.loads(Path(report).read_text())
+    files = _best_files(answer["best"], tmp_path)
+    expected = _library_score(str(files["best_frame_crop.png"]))
+    numbers = json.loads(files["best_frame.json"].read_text())
     assert abs(numbers["score"] - expected) < 1e-6 and numbers["precision"] == "fp32" and numbers["frame"] == 1
     assert f"Score {expected:+.4f}" in answer["score"] and f"Best so far: {expected:+.4f}" in answer["best"]
     assert "bundled example faces" in answer["score"]  # where it falls among the examples, as Inspect says it
+    assert "<h2>" in answer["score"] and "<strong>" in answer["score"]  # the Markdown rendered
     assert answer["reason"] == ""
     assert 'data-points="1"' in answer["plot"]
     assert STATS.match(answer["stats"]).group(1) == "1"
-    view = answer["view"]
-    assert view.startswith('<img src="data:image/jpeg;base64,')
-    shown = cv2.imdecode(np.frombuffer(base64.b64decode(view.split(",", 1)[1].split('"')[0]), np.uint8), cv2.IMREAD_COLOR)
+    assert answer["view"].startswith("data:image/jpeg;base64,")
+    shown = cv2.imdecode(np.frombuffer(base64.b64decode(answer["view"].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert shown.shape == (480, 640, 3)
-    assert cv2.imread(on_crop).shape == (112, 112, 3)
+    assert cv2.imread(str(files["best_frame_map.png"])).shape == (112, 112, 3)
     # A worse frame (the same face blurred) is plotted but does not replace the best one.
     worse = _send("a", cv2.GaussianBlur(_frame("person_a_1.jpg"), (0, 0), 6))
     assert 'data-points="2"' in worse["plot"] and STATS.match(worse["stats"]).group(1) == "2"
     if live.session("a").points[-1][1] < expected:
-        assert all(_skipped(worse[name]) for name in ("best_crop", "best_map", "best_files", "best"))
+        assert _skipped(worse["best"])
     assert live.session("a").best.score == max(score for _, score in live.session("a").points)
     assert live.session("a").best.result.face is None  # the best frame's numbers and crop, not the whole frame
 
 
-def test_two_sessions_never_mix():
+def test_two_sessions_never_mix(tmp_path):
     a = _send("a", _frame("person_a_1.jpg"))
     b = _send("b", _frame())  # no face: nothing scored in b
     assert b["reason"].startswith("No face in this frame") and 'data-points="0"' in b["plot"]
-    assert b["score"] == "## No score for this frame"
-    assert all(_skipped(b[name]) for name in ("best_crop", "best_map", "best_files", "best"))
+    assert "No score for this frame" in b["score"] and _skipped(b["best"])
     b = _send("b", _frame("person_b_1.jpg"))
     a2 = _send("a", _frame("person_a_2.jpg"))
-    score_a, score_b = _library_score(a["best_files"][0]), _library_score(b["best_files"][0])
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    score_a = _library_score(str(_best_files(a["best"], tmp_path / "a")["best_frame_crop.png"]))
+    score_b = _library_score(str(_best_files(b["best"], tmp_path / "b")["best_frame_crop.png"]))
     assert score_a != score_b
     assert [round(s, 6) for _, s in live.session("b").points] == [round(score_b, 6)]
     assert len(live.session("a").points) == 2 and 'data-points="2"' in a2["plot"] and 'data-points="1"' in b["plot"]
@@ -144,10 +174,10 @@ def test_several_faces_score_the_largest_and_say_so():
     assert STATS.match(answer["stats"]).group(1) == "1"
 
 
-def test_a_frame_that_arrives_while_its_session_is_busy_is_dropped_at_once():
+def test_a_frame_that_arrives_while_its_lane_is_busy_is_dropped_at_once():
     frame = _url(_frame("person_a_1.jpg"))
     session = live.session("a")
-    with session.lock:  # a frame of this session is being scored
+    with session.lanes[0]:  # a frame of this lane is being scored
         began = time.monotonic()
         answer = _send("a", url=frame)
         assert time.monotonic() - began < 0.5
@@ -155,12 +185,55 @@ def test_a_frame_that_arrives_while_its_session_is_busy_is_dropped_at_once():
     assert STATS.match(_send("a", url=frame)["stats"]).group(1) == "1"  # the next one is scored
 
 
+def test_the_two_lanes_of_a_stream_score_two_frames_at_once_and_each_frame_once(monkeypatch):
+    """The webcam sends every frame to both lanes: a second frame is scored while the first still is (a barrier
+    both frames must reach inside the scoring), and the frame one lane has is not scored again by the other."""
+    import threading
+
+    barrier, scoring = threading.Barrier(2, timeout=60), live.score_frame
+
+    def meet_then_score(*args):
+        barrier.wait()  # breaks (and the frame fails) unless the other lane is scoring at the same time
+        return scoring(*args)
+
+    monkeypatch.setattr(live, "score_frame", meet_then_score)
+    first, second = _url(_frame("person_a_1.jpg")), _url(_frame("person_a_2.jpg"))
+    answers = {}
+    lanes = [threading.Thread(target=lambda lane=lane, url=url: answers.__setitem__(lane, _send("a", url=url,
+                                                                                                 lane=lane)))
+             for lane, url in ((0, first), (1, second))]
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join(120)
+    assert not barrier.broken and live.session("a").scored == 2
+    assert {answers[0]["reason"], answers[1]["reason"]} == {""}
+    monkeypatch.setattr(live, "score_frame", scoring)
+    assert all(_skipped(value) for value in _send("a", url=second, lane=0).values())  # lane 1 has this one
+    assert STATS.match(_send("a", url=second, lane=1)["stats"]).group(1) == "3"  # a lane may rescore its own
+    assert live.session("a").best.frame in (1, 2)
+
+
+def test_lane_workers_use_their_share_of_the_threads_and_leave_the_default_alone():
+    import threading
+
+    import torch
+
+    default = torch.get_num_threads()
+    in_lane = live.in_lane(lambda: (torch.ones(64, 64) @ torch.ones(64, 64), torch.get_num_threads())[1], seconds=30)
+    assert in_lane == max(1, default // live.LANES)
+    seen = {}
+    fresh = threading.Thread(target=lambda: seen.setdefault("threads", torch.get_num_threads()))
+    fresh.start(), fresh.join()
+    assert seen["threads"] == default == torch.get_num_threads()  # other tabs' request threads keep every core
+
+
 def test_a_third_stream_is_told_to_wait_until_a_slot_frees():
     frame = _frame("person_a_1.jpg")
     _send("a", frame), _send("b", frame)
     third = _send("c", frame)
     assert third["reason"] == live.WAIT_SENTENCE and third["reason"].count(".") == 1
-    assert all(_skipped(third[name]) for name in OUTPUTS if name != "reason")
+    assert third["view"] is None and _skipped(third["best"]) and STATS.match(third["stats"]).group(1) == "0"
     live_tab.forget_session(SimpleNamespace(session_hash="a"))  # a's tab closed: its state and slot go at once
     assert "a" not in live.known_sessions()
     assert STATS.match(_send("c", frame)["stats"]).group(1) == "1"
@@ -182,9 +255,9 @@ def test_a_stream_stops_after_its_time_limit_and_reset_starts_over(monkeypatch):
     time.sleep(0.4)
     stopped = _send("a", frame)
     assert "stopped after its" in stopped["reason"] and "Reset" in stopped["reason"]
-    assert _skipped(stopped["view"]) and _skipped(stopped["stats"])
-    cleared = dict(zip(OUTPUTS, live_tab.live_reset(SimpleNamespace(session_hash="a"))))
-    assert cleared["best_files"] is None and 'data-points="0"' in cleared["plot"]
+    assert stopped["view"] is not None and STATS.match(stopped["stats"]).group(1) == "1"  # the last frame stays
+    cleared = _parts(*live_tab.live_reset(SimpleNamespace(session_hash="a")))
+    assert cleared["best"] == live_tab.NO_BEST and 'data-points="0"' in cleared["plot"] and cleared["view"] is None
     assert STATS.match(cleared["stats"]).group(1) == "0"
     assert STATS.match(_send("a", frame)["stats"]).group(1) == "1"
     with pytest.raises(ValueError, match="positive"):
@@ -264,14 +337,14 @@ def _start(page) -> None:
 
 
 def _stats(page) -> tuple[int, float, int]:
-    match = STATS.match(page.locator("#live-stats [data-testid=markdown]").inner_text().strip())
+    match = STATS.match(page.locator("#live-stats").inner_text().strip())
     assert match, page.locator("#live-stats").inner_text()
     return int(match.group(1)), float(match.group(2)), int(match.group(3))
 
 
 def _wait_scored(page, at_least: int) -> None:
     page.wait_for_function(f"""() => {{
-        const m = document.querySelector('#live-stats [data-testid=markdown]')?.innerText.match(/frames scored: (\\d+)/);
+        const m = document.querySelector('#live-stats')?.innerText.match(/frames scored: (\\d+)/);
         return m && Number(m[1]) >= {at_least}; }}""")
 
 
@@ -287,7 +360,7 @@ def test_the_fake_camera_is_scored_plotted_and_its_best_frame_downloaded(server,
         first = _stats(page)[0]
         _wait_scored(page, first + 2)  # frames keep being scored
         assert int(page.locator("#live-plot-svg").get_attribute("data-points")) >= 2
-        assert page.locator("#live-view img").evaluate("img => img.naturalWidth") == 640
+        assert page.locator("#live-panel img.live-view").evaluate("img => img.naturalWidth") == 640
         (key,) = live.known_sessions() - before
         assert live.session(key).scored >= first + 2
         # The best frame: its crop, map and numbers downloadable; the score shown is the library's on the crop.
@@ -297,15 +370,16 @@ def test_the_fake_camera_is_scored_plotted_and_its_best_frame_downloaded(server,
         links.first.wait_for()
         files = {}
         for index in range(links.count()):
-            href = links.nth(index).get_attribute("href")
-            name = Path(href.split("?")[0]).name
-            body = page.request.get(href if href.startswith("http") else server.local_url.rstrip("/") + href).body()
-            (tmp_path / name).write_bytes(body)
+            with page.expect_download() as download:
+                links.nth(index).click()
+            name = download.value.suggested_filename
             files[name] = tmp_path / name
+            download.value.save_as(files[name])
         assert set(files) == {"best_frame_crop.png", "best_frame_map.png", "best_frame.json"}
         expected = _library_score(str(files["best_frame_crop.png"]))
         assert abs(json.loads(files["best_frame.json"].read_text())["score"] - expected) < 1e-6
-        assert f"Best so far: {expected:+.4f}" in page.locator("#live-best").inner_text()
+        assert f"Best so far: {expected:+.4f}" in page.locator("#live-best-text").inner_text()
+        assert page.locator("#live-best img").first.evaluate("img => img.naturalWidth") == 112
         # Closing the tab frees the session's stream state.
         assert key in server.state_holder.session_data
         page.context.close()
@@ -331,7 +405,7 @@ def test_two_streams_at_once_keep_their_own_plot_and_best_frame(server, tmp_path
         _wait_scored(page_a, _stats(page_a)[0] + 1)  # both streams are running now
         assert _stats(page_b)[0] == 0
         assert page_b.locator("#live-plot-svg").get_attribute("data-points") == "0"
-        assert page_b.locator("#live-best [data-testid=markdown]").inner_text().strip() == "No best frame yet."
+        assert page_b.locator("#live-best-text").inner_text().strip() == "No best frame yet."
         assert page_b.locator("#live-best-files a").count() == 0
         assert int(page_a.locator("#live-plot-svg").get_attribute("data-points")) >= 3
         assert "Best so far" in page_a.locator("#live-best").inner_text()

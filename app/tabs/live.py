@@ -1,14 +1,21 @@
 """The Live tab: the browser's webcam streamed to the server, each frame scored through the one scoring path, with
 the map on the moving face, a running score plot, the best frame so far (downloadable) and a status line.
 
-Never behind: Gradio keeps only the latest frame a stream sent while the previous one is being scored (the stream
-request's data is replaced, not queued), a session never scores two frames at once, at most ``STREAMS`` sessions
-are scored at once (the others are told to wait), and a stream stops by itself after its time limit.
+Never behind: the webcam's frames feed two stream events, the session's two lanes (``live.LANES``); Gradio keeps only
+the latest frame each lane was sent while it is busy (a stream request's data is replaced, not queued), so a session
+scores at most two frames at once, always the newest, each frame once. At most ``STREAMS`` sessions are scored at
+once (the others are told to wait), and a stream stops by itself after its time limit.
+
+Two outputs, not one per piece: the page's per-frame work grows with the outputs of a stream event (Gradio's page
+updates the loading state of every output of both lanes at every frame it sends: with the nine outputs of the first
+version that was most of a core, measured in Chromium's profiler). So the score, the reason, the status line, the
+view and the plot are one HTML panel, and the best frame (its pictures and downloads as data URLs) is the other.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import time
 from dataclasses import replace
@@ -17,20 +24,26 @@ from typing import Any
 import cv2
 import gradio as gr
 import numpy as np
+from markdown_it import MarkdownIt
 
 from app import live
 from app.errors import user_errors
 from app.models import load_model, weights_text, weights_warning
 from app.photos import example_results
-from app.pictures import request_folder
 from app.tabs.inspect import _rank_text
 from attn_core.viz import crop_overlay, draw_boxes, photo_overlay
 
 FRAME_SECONDS = 30  # the time limit of one frame's work
-STREAM_EVERY = 0.1  # seconds between two frames the browser sends (at most 10 fps; it sends none while busy)
+# Seconds between two frames the browser encodes and sends to both lanes. It sends on this clock whether or not a
+# lane is free, and each send costs the page (Chromium) CPU that the two cores share with the scoring: two lanes of
+# ~0.3 s per ViT-S frame take a frame every ~0.15 s (benchmarks/RESULTS.md).
+STREAM_EVERY = 0.15
 VIEW_QUALITY = 80  # JPEG quality of the streamed-back view
 PLOT_WIDTH, PLOT_HEIGHT = 560, 170
-SKIP_BEST = (gr.skip(),) * 4
+BEST_SIDE = 224  # the best frame's 112x112 crop and map, shown at twice their size
+SKIP = (gr.skip(), gr.skip())
+NO_BEST = '<div class="live-best"><p id="live-best-text">No best frame yet.</p></div>'
+_markdown = MarkdownIt("commonmark", {"html": False})  # the score text is written in Markdown, as in Inspect
 
 CAMERA_HINT_JS = """
 const hint = element.querySelector('.live-camera-hint');
@@ -70,15 +83,19 @@ def _request_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-def _data_url(rgb: np.ndarray) -> str:
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, VIEW_QUALITY])
+def _encoded(rgb: np.ndarray, extension: str, *params: int) -> bytes:
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
     if not ok:
-        raise RuntimeError("could not encode the live view")
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+        raise RuntimeError(f"could not encode a {extension} picture")
+    return encoded.tobytes()
 
 
-def view_html(rgb: np.ndarray) -> str:
-    return f'<img src="{_data_url(rgb)}" alt="the frame with its face box and map" style="width:100%">'
+def _data_url(data: bytes, kind: str) -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def view_url(rgb: np.ndarray) -> str:
+    return _data_url(_encoded(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, VIEW_QUALITY), "image/jpeg")
 
 
 def plot_svg(points: list[tuple[float, float]], now: float) -> str:
@@ -111,22 +128,39 @@ def plot_svg(points: list[tuple[float, float]], now: float) -> str:
             f'<circle cx="{last[0]}" cy="{last[1]}" r="4" fill="#2563eb"/></svg>')
 
 
+def panel_html(session: live.LiveSession, now: float) -> str:
+    """The stream's panel as the session has it now: score in context, why nothing was scored (if so), the status
+    line (``live-stats``), the latest frame with its face box and map, and the score plot."""
+    view = (f'<img class="live-view" src="{session.view}" alt="the latest frame with its face box and map" '
+            f'style="width:100%">' if session.view else "")
+    return (f'<div class="live-panel"><div id="live-score" class="score-box">{_markdown.render(session.headline)}'
+            f'</div><p id="live-reason" style="font-weight:600">{html.escape(session.reason)}</p>'
+            f'<p id="live-stats">{html.escape(session.stats())}</p>{view}'
+            f'<div id="live-plot">{plot_svg(list(session.points), now)}</div></div>')
+
+
+def best_html(best: live.BestFrame, spec, numbers: dict) -> str:
+    """The best frame: its aligned crop (exactly the pixels scored) and the map on it, shown and downloadable as
+    PNG, and its numbers as JSON (data URLs: the browser saves them; nothing is kept on the server)."""
+    crop = _data_url(_encoded(best.aligned, ".png"), "image/png")
+    on_crop = _data_url(_encoded(crop_overlay(best.aligned, best.result.patch_map, spec), ".png"), "image/png")
+    report = _data_url(json.dumps(numbers, indent=2).encode(), "application/json")
+    figure = ('<figure style="margin:0"><img src="{}" width="{side}" height="{side}" alt="{}" '
+              'style="image-rendering:pixelated"><figcaption>{}</figcaption></figure>')
+    return (f'<div class="live-best"><p id="live-best-text"><b>Best so far: {best.score:+.4f}</b> (frame '
+            f'{best.frame}, {best.at:.1f} s into the stream). Keep still and face the light to beat it; Reset starts '
+            f'over.</p><div style="display:flex; gap:1.5em; flex-wrap:wrap">'
+            + figure.format(crop, "the best frame's aligned crop", "Aligned crop: the 112x112 pixels scored",
+                            side=BEST_SIDE)
+            + figure.format(on_crop, "the best frame's attention map", "Its map (attention each patch receives)",
+                            side=BEST_SIDE)
+            + f'</div><p id="live-best-files">Download: <a download="best_frame_crop.png" href="{crop}">crop (PNG)'
+              f'</a> · <a download="best_frame_map.png" href="{on_crop}">map (PNG)</a> · <a '
+              f'download="best_frame.json" href="{report}">numbers (JSON)</a></p></div>')
+
+
 def _examples(backbone: str, random_weights: bool) -> list[float]:
     return [result.score for _, result in example_results(backbone, random_weights, -1)]
-
-
-def _best_files(best: live.BestFrame, spec, numbers: dict) -> list[str]:
-    """The best frame as downloads: its aligned crop (exactly the pixels scored), the map on it, its numbers."""
-    folder = request_folder("attn_fiqa_live_")
-    crop, on_crop = folder / "best_frame_crop.png", folder / "best_frame_map.png"
-    for path, rgb in ((crop, best.aligned), (on_crop, crop_overlay(best.aligned, best.result.patch_map, spec))):
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise RuntimeError("could not encode the best frame")
-        path.write_bytes(encoded.tobytes())
-    report = folder / "best_frame.json"
-    report.write_text(json.dumps(numbers, indent=2))
-    return [str(crop), str(on_crop), str(report)]
 
 
 @user_errors(seconds=FRAME_SECONDS)
@@ -136,72 +170,102 @@ def _pixels(frame: Any) -> np.ndarray:
     return live.frame_pixels(frame)
 
 
-@user_errors(seconds=FRAME_SECONDS)
+@user_errors(seconds=FRAME_SECONDS)  # on a lane worker inside the frame's limited call: its errors, as sentences
 def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: live.LiveSession) -> tuple:
-    """One frame: scored, drawn, recorded; returns the outputs that change."""
+    """One frame (on a lane worker): scored and drawn; the session's best frame if it is. Returns the view (a data
+    URL), the score text, the reason, the score (None: nothing scored) and the best frame's HTML (None: not new)."""
     scored = live.score_frame(pixels, backbone, random_weights)
     model = load_model(backbone, random_weights)
     settings = (backbone, bool(random_weights))
-    if session.settings != settings:  # another backbone: its scores do not compare with the history's
-        session.restart(settings)
+    with session.lock:
+        if session.settings != settings:  # another backbone: its scores do not compare with the history's
+            session.restart(settings)
     if scored.result is None:
-        return view_html(pixels), "## No score for this frame", scored.reason, None, SKIP_BEST
+        return view_url(pixels), "## No score for this frame", scored.reason, None, None
     result, face = scored.result, scored.faces[0]
     boxes = [f.box for f in scored.faces if f.box is not None]
-    view = draw_boxes(photo_overlay(face, result.patch_map, model.spec), boxes, highlight=0)
+    view = view_url(draw_boxes(photo_overlay(face, result.patch_map, model.spec), boxes, highlight=0))
     examples = _examples(backbone, random_weights)
-    score_md = (f"## Score {result.score:+.4f}\nHigher (less negative) = better. {_rank_text(result.score, examples)}"
+    headline = (f"## Score {result.score:+.4f}\nHigher (less negative) = better. {_rank_text(result.score, examples)}"
                 f"\n\n{model.spec.name} ({weights_text(result)}), last block, all heads, mean."
                 + weights_warning(model, random_weights))
-    best = SKIP_BEST
-    if session.best is None or result.score > session.best.score:
-        session.best = live.BestFrame(result.score, face.aligned.copy(), replace(result, face=None),  # no frame kept
-                                      time.monotonic() - session.started, session.scored + 1)
-        numbers = {
-            "score": result.score, "head_scores": [float(s) for s in result.head_scores], "block": result.block,
-            "heads": list(result.heads), "aggregation": result.aggregation, "tokens": result.tokens,
-            "backbone": model.spec.name, "weights": result.weights, "weights_sha256": result.weights_sha256,
-            "precision": result.precision, "random_weights": bool(random_weights), "frame": session.best.frame,
-            "seconds_into_stream": round(session.best.at, 3), "faces_in_frame": len(scored.faces),
-            "box_xywh": [float(v) for v in face.box], "landmarks_xy": np.asarray(face.landmarks).round(2).tolist(),
-            "example_scores": examples, "map_is_exact": result.map_is_exact,
-        }
-        files = _best_files(session.best, model.spec, numbers)
-        best = (files[0], files[1], files, (f"**Best so far: {result.score:+.4f}** (frame {session.best.frame}, "
-                                            f"{session.best.at:.1f} s into the stream). Download the crop, its map "
-                                            f"and its numbers below."))
-    return view_html(view), score_md, scored.reason, result.score, best
+    with session.lock:  # the two lanes finish frames side by side: one best frame, numbered in order
+        if session.best is not None and result.score <= session.best.score:
+            return view, headline, scored.reason, result.score, None
+        best = session.best = live.BestFrame(result.score, face.aligned.copy(), replace(result, face=None),  # no frame
+                                             time.monotonic() - session.started, session.scored + 1)
+    numbers = {
+        "score": result.score, "head_scores": [float(s) for s in result.head_scores], "block": result.block,
+        "heads": list(result.heads), "aggregation": result.aggregation, "tokens": result.tokens,
+        "backbone": model.spec.name, "weights": result.weights, "weights_sha256": result.weights_sha256,
+        "precision": result.precision, "random_weights": bool(random_weights), "frame": best.frame,
+        "seconds_into_stream": round(best.at, 3), "faces_in_frame": len(scored.faces),
+        "box_xywh": [float(v) for v in face.box], "landmarks_xy": np.asarray(face.landmarks).round(2).tolist(),
+        "example_scores": examples, "map_is_exact": result.map_is_exact,
+    }
+    return view, headline, scored.reason, result.score, best_html(best, model.spec, numbers)
+
+
+def _frame_in_lane(lane: int, frame: Any, backbone: str, random_weights: bool, request: gr.Request | None) -> tuple:
+    """One webcam frame through one of the session's lanes: scored on a lane worker unless the lane is busy or the
+    other lane has this frame already (then nothing changes), the stream has run past its time limit, or both
+    scoring slots are held by other streams (then the panel says so)."""
+    key = _request_key(request)
+    session = live.session(key)
+    busy = session.lanes[lane]
+    if frame is None or not busy.acquire(blocking=False):  # this lane is busy: the next frame will do
+        return SKIP
+    try:
+        if not session.take(frame, lane):
+            return SKIP
+        start, now = time.perf_counter(), time.monotonic()
+        with session.lock:
+            session.arrived(now)
+            expired = session.expired(now)
+        if expired:
+            live.release_slot(key)
+            minutes = live.time_limit() / 60
+            return _say(session, f"This live stream stopped after its {minutes:g}-minute limit, so a forgotten tab "
+                                 f"does not hold the server; press Reset to start again.")
+        pixels = _pixels(frame)
+        if not live.take_slot(key, now):
+            return _say(session, live.WAIT_SENTENCE)
+        best = None
+        try:
+            view, headline, reason, score, best = live.in_lane(_score, pixels, backbone, random_weights, session,
+                                                               seconds=FRAME_SECONDS)
+        except gr.Error as error:  # one sentence in the reason line; the stream goes on
+            view, headline, reason, score = None, None, error.message, None
+        with session.lock:
+            done = time.monotonic()
+            session.record(done, score, (time.perf_counter() - start) * 1000)
+            session.show(view, headline, reason)
+            if best is not None and session.best is not None and session.best.score > score:
+                best = None  # the other lane found a better frame meanwhile: the page keeps that one
+            return panel_html(session, done), gr.skip() if best is None else best
+    finally:
+        busy.release()
+
+
+def _say(session: live.LiveSession, reason: str) -> tuple:
+    """The panel as it was, with ``reason`` in its reason line."""
+    with session.lock:
+        session.show(None, None, reason)
+        return panel_html(session, time.monotonic()), gr.skip()
 
 
 @user_errors(seconds=FRAME_SECONDS)
 def live_frame(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
-    """Score one webcam frame of this browser session's stream: the view with box and map, the score in context,
-    why nothing was scored (if so), the score plot, the status line, and the best frame when it improved."""
-    key = _request_key(request)
-    session = live.session(key)
-    if frame is None or not session.lock.acquire(blocking=False):  # this session is busy: the next frame will do
-        return (gr.skip(),) * 9
-    try:
-        start, now = time.perf_counter(), time.monotonic()
-        session.arrived(now)
-        if session.expired(now):
-            live.release_slot(key)
-            minutes = live.time_limit() / 60
-            stopped = (f"This live stream stopped after its {minutes:g}-minute limit, so a forgotten tab does not "
-                       f"hold the server; press Reset to start again.")
-            return (gr.skip(), gr.skip(), stopped, gr.skip(), gr.skip(), *SKIP_BEST)
-        pixels = _pixels(frame)
-        if not live.take_slot(key, now):
-            return (gr.skip(), gr.skip(), live.WAIT_SENTENCE, gr.skip(), gr.skip(), *SKIP_BEST)
-        try:
-            view, score_md, reason, score, best = _score(pixels, backbone, random_weights, session)
-        except gr.Error as error:  # one sentence in the reason line; the stream goes on
-            view, score_md, reason, score, best = gr.skip(), gr.skip(), error.message, None, SKIP_BEST
-        done = time.monotonic()
-        session.record(done, score, (time.perf_counter() - start) * 1000)
-        return (view, score_md, reason, plot_svg(list(session.points), done), session.stats(), *best)
-    finally:
-        session.lock.release()
+    """Score one webcam frame of this browser session's stream (its first lane; the API's ``/live_frame``). Returns
+    the panel (score in context, reason, status line, the view with box and map, the plot) and the best frame's
+    HTML when it improved (crop, map and numbers as data URLs)."""
+    return _frame_in_lane(0, frame, backbone, random_weights, request)
+
+
+@user_errors(seconds=FRAME_SECONDS)
+def live_frame_second_lane(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
+    """The session's second lane: the frames the webcam sends while the first lane is busy."""
+    return _frame_in_lane(1, frame, backbone, random_weights, request)
 
 
 @user_errors(seconds=FRAME_SECONDS)
@@ -209,9 +273,8 @@ def live_reset(request: gr.Request = None):
     """Start this session's stream over: no plot, no best frame, the time limit counted from now."""
     session = live.session(_request_key(request))
     with session.lock:
-        session.restart()
-        return (None, "Show your face to the camera.", "", plot_svg([], time.monotonic()), session.stats(),
-                None, None, None, "No best frame yet.")
+        session.restart(session.settings)
+        return panel_html(session, time.monotonic()), NO_BEST
 
 
 @user_errors(seconds=FRAME_SECONDS)
@@ -242,29 +305,20 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, demo: gr.Blocks) -> 
             with gr.Column(scale=2, min_width=300):
                 camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
                                   webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-camera", height=300)
-                stats = gr.Markdown(live.LiveSession().stats(), elem_id="live-stats")
                 reset = gr.Button("Reset (start over)", elem_id="live-reset", size="sm")
-                reason = gr.Markdown(elem_id="live-reason")
-                score_md = gr.Markdown("Show your face to the camera.", elem_id="live-score",
-                                       elem_classes=["score-box"], latex_delimiters=[])
             with gr.Column(scale=3):
-                view = gr.HTML(elem_id="live-view", label="Face box and map", padding=False)
-                plot = gr.HTML(plot_svg([], 0.0), elem_id="live-plot", padding=False)
-        with gr.Row():
-            best_md = gr.Markdown("No best frame yet.", elem_id="live-best")
-        with gr.Row():
-            best_crop = gr.Image(label="Best frame: aligned crop", format="png", interactive=False, height=200,
-                                 elem_id="live-best-crop", buttons=["download"])
-            best_map = gr.Image(label="Best frame: map", format="png", interactive=False, height=200,
-                                elem_id="live-best-map", buttons=["download"])
-            best_files = gr.File(label="Best frame: PNG crop, PNG map, JSON numbers", file_count="multiple",
-                                 interactive=False, elem_id="live-best-files")
-    outputs = [view, score_md, reason, plot, stats, best_crop, best_map, best_files, best_md]
+                panel = gr.HTML(panel_html(live.LiveSession(), 0.0), elem_id="live-panel", padding=False)
+        best = gr.HTML(NO_BEST, elem_id="live-best", padding=False)
+    outputs = [panel, best]
     # preprocess=False: the frame reaches live.frame_pixels as sent (a data URL; a file payload is checked there).
-    # concurrency: each open stream holds one of these for its whole run, idle between frames; live.take_slot
-    # lets STREAMS of them score and tells the others to wait.
-    camera.stream(live_frame, [camera, backbone, random_weights], outputs, api_name="live_frame", preprocess=False,
-                  stream_every=STREAM_EVERY, time_limit=int(limit), concurrency_limit=live.LIVE_SESSIONS // 8,
-                  concurrency_id="live", show_progress="hidden")
+    # Two stream events on the one webcam, the session's two lanes: the browser encodes each frame once and sends it
+    # to both; a lane that is busy keeps only the latest one. concurrency: each open stream holds two of these for
+    # its whole run, idle between frames; live.take_slot lets STREAMS sessions score and tells the others to wait.
+    for handler, api in ((live_frame, dict(api_name="live_frame")),
+                         (live_frame_second_lane, dict(api_name="live_frame_second_lane", api_visibility="private"))):
+        camera.stream(handler, [camera, backbone, random_weights], outputs, preprocess=False, **api,
+                      stream_every=STREAM_EVERY, time_limit=int(limit),
+                      concurrency_limit=live.LIVE_SESSIONS // 8 * live.LANES, concurrency_id="live",
+                      show_progress="hidden")
     reset.click(live_reset, None, outputs, api_name="live_reset")
     demo.unload(forget_session)
