@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import gradio as gr
 import numpy as np
+import torch
 from markdown_it import MarkdownIt
 
 from app import live
@@ -35,9 +36,11 @@ from attn_core.viz import crop_overlay, draw_boxes, photo_overlay
 
 FRAME_SECONDS = 30  # the time limit of one frame's work
 # Seconds between two frames the browser encodes and sends to both lanes. It sends on this clock whether or not a
-# lane is free, and each send costs the page (Chromium) CPU that the two cores share with the scoring: two lanes of
-# ~0.3 s per ViT-S frame take a frame every ~0.15 s (benchmarks/RESULTS.md).
-STREAM_EVERY = 0.15
+# lane is free, so the clock should match what the server scores: each frame sent and not scored costs the browser
+# (and, on one machine, the cores the scoring needs) for nothing. On a CPU two lanes of ~0.3 s per ViT-S frame take
+# one every ~0.15-0.2 s: measured on the 2-core benchmark machine, 0.12 s gave 3.7 frames/s, 0.15 s 4.6 and 0.18 s
+# 5.3 (benchmarks/RESULTS.md). A GPU scores a frame in a few ms: there the browser may send 20 a second.
+STREAM_EVERY = 0.05 if torch.cuda.is_available() else 0.18
 VIEW_QUALITY = 80  # JPEG quality of the streamed-back view
 PLOT_WIDTH, PLOT_HEIGHT = 560, 170
 BEST_SIDE = 224  # the best frame's 112x112 crop and map, shown at twice their size
