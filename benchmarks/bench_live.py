@@ -1,6 +1,6 @@
 """The Live tab end to end: headless Chromium streams a fake camera to the app, which scores every frame it can.
 
-    python benchmarks/bench_live.py [--backbone cvlface-vit-s-adaface] [--precision auto] [--seconds 20]
+    python benchmarks/bench_live.py [--backbone cvlface-vit-s-adaface] [--precision auto] [--seconds 20] [--streams 1 2]
                                     [--memory-streams 3 --memory-seconds 30]
 
 The app runs in its own process (``python -m app``, random weights ticked in the page, as a user would); Chromium
@@ -207,7 +207,7 @@ def stages(backbone: str, precision: str, repeats: int = 2) -> None:
                 continue
             (result,) = timed("score (ViT forward + statistics)", model.score_aligned, faces[:1])
             view = timed("map on the frame + box", _drawn, faces[0], result, model.spec)
-            timed("JPEG + data URL of the view", live_tab.view_html, view)
+            timed("JPEG + data URL of the view", live_tab.view_url, view)
         print(f"\n{backbone} (random weights), precision {model.precision}, torch threads {threads}, "
               f"{len(times['decode (data URL -> RGB)'])} frames; load {load_average()}")
         print("| stage | CPU ms (median) | wall ms (median) |\n|---|---|---|")
