@@ -433,4 +433,9 @@ def test_the_time_limit_option_reaches_the_stream(monkeypatch):
     demo = ui.build_demo()
     (stream,) = [fn for fn in demo.fns.values() if fn.api_name == "live_frame"]
     assert stream.time_limit == 90 and stream.connection == "stream" and stream.concurrency_id == "live"
+    lanes = [fn for fn in demo.fns.values() if fn.connection == "stream"]
+    assert len(lanes) == live.LANES and {fn.time_limit for fn in lanes} == {90}
+    assert {fn.inputs[0]._id for fn in lanes} == {stream.inputs[0]._id}  # both lanes are fed by the one webcam
+    camera = stream.inputs[0]
+    assert camera.webcam_options.constraints["video"]["width"]["ideal"] == 640  # not Gradio's 1920x1440
     assert any(target[1] == "unload" for fn in demo.fns.values() for target in fn.targets)

@@ -41,6 +41,9 @@ FRAME_SECONDS = 30  # the time limit of one frame's work
 # one every ~0.15-0.2 s: measured on the 2-core benchmark machine, 0.12 s gave 3.7 frames/s, 0.15 s 4.6 and 0.18 s
 # 5.3 (benchmarks/RESULTS.md). A GPU scores a frame in a few ms: there the browser may send 20 a second.
 STREAM_EVERY = 0.05 if torch.cuda.is_available() else 0.18
+# What the page asks the camera for. Gradio's own default is 1920x1440 (a 1080p webcam then sends 1920x1080 frames:
+# ~6x the pixels to encode, send and decode for the same 112x112 crop); 640x480 is plenty for a face at a desk.
+CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}
 VIEW_QUALITY = 80  # JPEG quality of the streamed-back view
 PLOT_WIDTH, PLOT_HEIGHT = 560, 170
 BEST_SIDE = 224  # the best frame's 112x112 crop and map, shown at twice their size
@@ -307,7 +310,8 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, demo: gr.Blocks) -> 
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
                 camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
-                                  webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-camera", height=300)
+                                  webcam_options=gr.WebcamOptions(mirror=False, constraints=CAMERA),
+                                  elem_id="live-camera", height=300)
                 reset = gr.Button("Reset (start over)", elem_id="live-reset", size="sm")
             with gr.Column(scale=3):
                 panel = gr.HTML(panel_html(live.LiveSession(), 0.0), elem_id="live-panel", padding=False)
