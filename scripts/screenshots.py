@@ -214,6 +214,7 @@ def capture_live(out: Path, live_docs: Path | None, width: int, backbone: str = 
     from live_video import write_video
 
     from app import ui
+    from attn_core.zoo.registry import get_spec, weights_available
 
     clip = write_video(Path(tempfile.mkdtemp(prefix="live_shot_")) / "camera.y4m", seconds_each=4.0, fps=10)
     camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -227,7 +228,8 @@ def capture_live(out: Path, live_docs: Path | None, width: int, backbone: str = 
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(demo.local_url, wait_until="load")
-            page.locator("#random-weights input[type=checkbox]").check()
+            random_box = page.locator("#random-weights input[type=checkbox]")
+            random_box.set_checked(not weights_available(get_spec(backbone)))  # its own weights when it has them
             page.locator("#backbone input").fill(backbone)
             page.keyboard.press("Enter")
             page.wait_for_function(f"() => document.querySelector('#backbone-status').innerText.includes('{backbone}')")
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write a small copy of the Live screenshot here (e.g. docs/live.png)")
     args = parser.parse_args(argv)
     if args.only_live:
-        capture_live(args.out, args.live_docs, args.width)
+        capture_live(args.out, args.live_docs, args.width, args.backbone or "cvlface-vit-s-adaface")
         return 0
     capture(args.out, args.docs, args.width, args.lab_docs, args.only_lab, args.skip_lab, args.backbone)
     return 0
