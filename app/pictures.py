@@ -70,7 +70,7 @@ def request_folder(prefix: str) -> Path:
 def png_file(rgb: np.ndarray) -> str:
     """An (H, W, 3) uint8 RGB picture as a lossless PNG named by its content hash (crops, maps); returns its path."""
     # OpenCV's default PNG settings: lossless, and faster here than any explicit zlib level (measured).
-    return _write(_encode(".png", rgb, []), ".png")
+    return _write(encode(".png", rgb, []), ".png")
 
 
 def photo_file(rgb: np.ndarray) -> str:
@@ -82,12 +82,13 @@ def photo_file(rgb: np.ndarray) -> str:
         scale = PHOTO_DISPLAY_SIDE / max(rgb.shape[:2])
         size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return _write(_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY]), ".jpg")
+    return _write(encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY]), ".jpg")
 
 
-def _encode(suffix: str, rgb: np.ndarray, params: list[int]) -> bytes:
+def encode(suffix: str, rgb: np.ndarray, params: list[int] | None = None) -> bytes:
+    """An RGB picture as the bytes of a ``suffix`` file (".png", ".jpg"), with OpenCV's ``params``."""
     ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR),
-                               params)
+                               params or [])
     if not ok:
         raise RuntimeError(f"could not encode a picture as {suffix}")
     return encoded.tobytes()

@@ -31,6 +31,7 @@ from app import live
 from app.errors import user_errors
 from app.models import load_model, weights_text, weights_warning
 from app.photos import example_results
+from app.pictures import encode
 from app.tabs.inspect import _rank_text
 from attn_core.viz import crop_overlay, draw_boxes, photo_overlay
 
@@ -89,19 +90,12 @@ def _request_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-def _encoded(rgb: np.ndarray, extension: str, *params: int) -> bytes:
-    ok, encoded = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
-    if not ok:
-        raise RuntimeError(f"could not encode a {extension} picture")
-    return encoded.tobytes()
-
-
 def _data_url(data: bytes, kind: str) -> str:
     return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def view_url(rgb: np.ndarray) -> str:
-    return _data_url(_encoded(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, VIEW_QUALITY), "image/jpeg")
+    return _data_url(encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, VIEW_QUALITY]), "image/jpeg")
 
 
 def plot_svg(points: list[tuple[float, float]], now: float) -> str:
@@ -148,8 +142,8 @@ def panel_html(session: live.LiveSession, now: float) -> str:
 def best_html(best: live.BestFrame, spec, numbers: dict) -> str:
     """The best frame: its aligned crop (exactly the pixels scored) and the map on it, shown and downloadable as
     PNG, and its numbers as JSON (data URLs: the browser saves them; nothing is kept on the server)."""
-    crop = _data_url(_encoded(best.aligned, ".png"), "image/png")
-    on_crop = _data_url(_encoded(crop_overlay(best.aligned, best.result.patch_map, spec), ".png"), "image/png")
+    crop = _data_url(encode(".png", best.aligned), "image/png")
+    on_crop = _data_url(encode(".png", crop_overlay(best.aligned, best.result.patch_map, spec)), "image/png")
     report = _data_url(json.dumps(numbers, indent=2).encode(), "application/json")
     figure = ('<figure style="margin:0"><img src="{}" width="{side}" height="{side}" alt="{}" '
               'style="image-rendering:pixelated"><figcaption>{}</figcaption></figure>')
