@@ -1,5 +1,6 @@
 """Live webcam scoring, apart from its layout (app.tabs.live): each browser session's stream state (its score
-history, its best frame, its clock), the two scoring slots, and one frame through the one scoring path.
+history, its best frame, its clock), its lanes (``hand_in``: frames scored side by side, the newest waiting),
+the two scoring slots, and one frame through the one scoring path.
 
 Why a registry keyed by Gradio's session hash rather than ``gr.State``: Gradio keeps a closed session's state for
 an hour, while a live session holds a best frame and its history; ``forget`` (the app's ``unload`` event) frees it
@@ -12,6 +13,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextvars
+import logging
 import os
 import threading
 import time
@@ -29,6 +31,8 @@ from app.models import load_model
 from app.photos import image_path
 from attn_core import QualityResult, ScoreOptions
 from attn_core.faces import AlignedFace, extract_faces, load_image
+
+log = logging.getLogger(__name__)
 
 # Detection runs on a copy of the frame at most this long (YuNet still finds a face of ~40 px in a 640x480 frame
 # scaled to 320x240); the crop is cut from the full frame.
@@ -71,8 +75,25 @@ class BestFrame:
 
 
 @dataclass
+class Job:
+    """A frame handed to a stream's lanes: its pixels, how to score it, the request it came with (its context:
+    Gradio's request, the file rules, the time limit's flag) and when it arrived."""
+
+    pixels: np.ndarray
+    backbone: str
+    random_weights: bool
+    number: int  # its place among the frames the stream handed in
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    arrived: float = field(default_factory=time.perf_counter)
+    settled: threading.Event = field(default_factory=threading.Event)  # scored, or replaced by a newer frame
+    score: float | None = None  # what its lane found: the score (None: not scored) and why not
+    reason: str = ""
+
+
+@dataclass
 class LiveSession:
-    """One browser session's stream: scores of the last HISTORY_SECONDS, frame timings, the best frame."""
+    """One browser session's stream: scores of the last HISTORY_SECONDS, frame timings, the best frame, and its
+    lanes: the frames being scored (at most LANES) and the one frame waiting for a lane (the newest)."""
 
     started: float = field(default_factory=time.monotonic)
     settings: tuple[str, bool] | None = None  # (backbone, random weights) the history was scored with
@@ -80,25 +101,21 @@ class LiveSession:
     timings: deque = field(default_factory=deque)  # (monotonic time done, ms spent)
     scored: int = 0
     best: BestFrame | None = None
+    best_page: tuple[BestFrame, str, dict] | None = None  # a best frame, its HTML and numbers (built by its lane)
     view: str = ""  # what the panel shows: the latest frame drawn (a data URL), the score text, the reason line
     headline: str = START_TEXT
     reason: str = ""
+    shown: int = 0  # the number of the frame the panel shows (a lane that finishes an older one leaves it)
     last_frame: float = 0.0  # when its latest frame arrived: after a pause of IDLE_SECONDS, a new stream begins
-    lanes: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(LANES)))
-    lock: threading.RLock = field(default_factory=threading.RLock)  # the fields above, updated by both lanes
-    taken: list = field(default_factory=lambda: [None] * LANES)  # each lane's latest frame (a hash of it)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # every field, updated by the lanes
+    pending: Job | None = None  # the newest frame, waiting for a lane (one place: never a queue of old frames)
+    handed_in: int = 0  # frames handed to the lanes
+    scoring: int = 0  # lanes at work
+    finished: int = 0  # frames the lanes finished (scored, or told why not)
+    delivered: tuple[int, BestFrame | None] = (0, None)  # what the page was last sent: frames finished, best frame
 
-    def take(self, frame: Any, lane: int) -> bool:
-        """False when another lane has this very frame (the webcam sends every frame to both lanes): it is scored
-        once. A lane may take the same frame again (a still picture sent twice is scored twice)."""
-        if isinstance(frame, dict):  # a file payload (API callers): its name or URL stands for it
-            frame = frame.get("url") or frame.get("path")
-        digest = hash(str(frame))
-        with self.lock:
-            if any(digest == other for index, other in enumerate(self.taken) if index != lane):
-                return False
-            self.taken[lane] = digest
-            return True
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)  # a lane finished a frame, or took the waiting one
 
     def restart(self, settings: tuple[str, bool] | None = None) -> None:
         """Start over: no history, no best frame, the time limit counted from now."""
@@ -107,11 +124,16 @@ class LiveSession:
         self.points.clear()
         self.timings.clear()
         self.scored = 0
-        self.best = None
+        self.best = self.best_page = None
         self.view, self.headline, self.reason = "", START_TEXT, ""
 
-    def show(self, view: str | None, headline: str | None, reason: str) -> None:
-        """What the panel shows from now on: the latest view and score text (None: keep them) and the reason."""
+    def show(self, view: str | None, headline: str | None, reason: str, number: int | None = None) -> None:
+        """What the panel shows from now on: the latest view and score text (None: keep them) and the reason; a
+        frame older than the one shown (``number``: its place in the stream) changes nothing."""
+        if number is not None:
+            if number < self.shown:
+                return
+            self.shown = number
         self.view = self.view if view is None else view
         self.headline = self.headline if headline is None else headline
         self.reason = reason
@@ -128,7 +150,8 @@ class LiveSession:
 
     def stats(self) -> str:
         """The status line: frames scored, frames handled per second over the last RATE_SECONDS (at least the last
-        two frames), and the server's time for the latest frame (decode, detect, align, score, draw)."""
+        two frames), and the server's time for the latest frame, from its arrival to its view drawn (decode, any wait
+        for a lane, detect, align, score, draw)."""
         times = [t for t, _ in self.timings]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         ms = self.timings[-1][1] if self.timings else 0.0
@@ -223,14 +246,69 @@ def lanes() -> concurrent.futures.ThreadPoolExecutor:
         return _pool
 
 
-def in_lane(function: Callable, *args: Any, seconds: float) -> Any:
-    """``function(*args)`` on a lane worker, in this request's context (its file rules, its time limit), waited
-    for at most ``seconds``."""
-    future = lanes().submit(contextvars.copy_context().run, function, *args)
-    try:
-        return future.result(timeout=seconds)
-    except concurrent.futures.TimeoutError:
-        raise RequestTimeout from None
+def hand_in(session: LiveSession, job: Job, work: Callable[[LiveSession, Job], None]) -> None:
+    """The stream's newest frame to its lanes: a free lane starts on it at once; when all LANES are busy it waits
+    in the session's one place, replacing (and settling) the frame that waited there, so the next lane to finish
+    takes the newest frame with no wait and no queue of old ones builds up. ``work(session, job)`` scores one
+    frame on a lane worker, in the context of the request that sent it."""
+    with session.changed:
+        session.handed_in = max(session.handed_in, job.number)
+        if session.scoring < LANES:
+            session.scoring += 1
+            lanes().submit(_lane, session, work, job)
+            return
+        if session.pending is not None:
+            session.pending.settled.set()  # never scored: a newer frame came first
+        session.pending = job
+
+
+def _lane(session: LiveSession, work: Callable[[LiveSession, Job], None], job: Job) -> None:
+    """One lane: its frame, then the frame waiting when it is done, and so on until none waits."""
+    while True:
+        try:
+            job.context.run(work, session, job)
+        except Exception:  # work says expected failures itself; anything else must not end the lane
+            log.exception("a live frame failed")
+            with session.lock:
+                session.show(None, None, "This frame could not be scored (a server error, logged); the stream goes on.")
+        finally:
+            with session.changed:
+                session.finished += 1
+                job.settled.set()
+                job, session.pending = session.pending, None
+                if job is None:
+                    session.scoring -= 1  # a lane is free: the stream may send its next frame
+                session.changed.notify_all()
+        if job is None:
+            return
+
+
+def next_update(session: LiveSession, seconds: float) -> bool:
+    """Waits (at most ``seconds``) until the stream's page has something new to show (a lane finished a frame since
+    the last update), or a lane is free and no frame waits for one (the page should send the next frame). True when
+    something is new; either way the page is up to date from now on."""
+    with session.changed:
+        if not session.changed.wait_for(lambda: session.finished > session.delivered[0] or (
+                session.scoring < LANES and session.pending is None), seconds):
+            raise RequestTimeout
+        new = session.finished > session.delivered[0]
+        session.delivered = (session.finished, session.delivered[1])
+        return new
+
+
+def new_best(session: LiveSession) -> str | None:
+    """The best frame's HTML when it changed since the page was last sent it (None: unchanged)."""
+    with session.lock:
+        if session.best_page is None or session.best_page[0] is session.delivered[1]:
+            return None
+        session.delivered = (session.delivered[0], session.best_page[0])
+        return session.best_page[1]
+
+
+def best_numbers(session: LiveSession) -> dict | None:
+    """The best frame's numbers (what its JSON download holds), or None before the first score."""
+    with session.lock:
+        return None if session.best_page is None else session.best_page[2]
 
 
 def frame_pixels(frame: Any) -> np.ndarray:

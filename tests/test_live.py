@@ -23,6 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from app import live
+from app.errors import RequestTimeout
 from app.tabs import live as live_tab
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]
@@ -34,7 +35,6 @@ STATS = re.compile(r"^frames scored: (\d+) · (\d+\.\d) fps · (\d+) ms per fram
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-OUTPUTS = ("panel", "best")
 
 
 def _frame(*names: str) -> np.ndarray:
@@ -72,10 +72,18 @@ def _parts(panel: str, best: Any) -> dict:
             "best": best}
 
 
-def _send(session: str, rgb: np.ndarray | None = None, url: str | None = None, lane: int = 0) -> dict:
-    handler = (live_tab.live_frame, live_tab.live_frame_second_lane)[lane]
-    answer = handler({"url": url or _url(rgb), "path": None}, TINY, True, SimpleNamespace(session_hash=session))
-    return _parts(*answer) if not _skipped(answer[0]) else {"panel": answer[0], "best": answer[1]}
+def _send(session: str, rgb: np.ndarray | None = None, url: str | None = None) -> dict:
+    """One frame through the API's ``/live_frame`` (it answers when the frame is scored): the panel's parts, the best
+    frame's HTML (a skip when it did not change) and the answer's JSON."""
+    answer = live_tab.live_frame(url or _url(rgb), TINY, True, SimpleNamespace(session_hash=session))
+    json.dumps(answer)  # the API answers JSON
+    best = gr.skip() if answer["best_html"] is None else answer["best_html"]
+    return dict(_parts(answer["panel_html"], best), answer=answer)
+
+
+def _stream(session: str, url: str) -> tuple:
+    """One frame through the webcam's stream event, as the page sends it."""
+    return live_tab.live_stream({"url": url, "path": None}, TINY, True, SimpleNamespace(session_hash=session))
 
 
 def _skipped(value) -> bool:
@@ -174,20 +182,46 @@ def test_several_faces_score_the_largest_and_say_so():
     assert STATS.match(answer["stats"]).group(1) == "1"
 
 
-def test_a_frame_that_arrives_while_its_lane_is_busy_is_dropped_at_once():
-    frame = _url(_frame("person_a_1.jpg"))
-    session = live.session("a")
-    with session.lanes[0]:  # a frame of this lane is being scored
-        began = time.monotonic()
-        answer = _send("a", url=frame)
-        assert time.monotonic() - began < 0.5
-    assert all(_skipped(answer[name]) for name in OUTPUTS) and session.scored == 0
-    assert STATS.match(_send("a", url=frame)["stats"]).group(1) == "1"  # the next one is scored
+def _wait(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
-def test_the_two_lanes_of_a_stream_score_two_frames_at_once_and_each_frame_once(monkeypatch):
-    """The webcam sends every frame to both lanes: a second frame is scored while the first still is (a barrier
-    both frames must reach inside the scoring), and the frame one lane has is not scored again by the other."""
+def test_two_frames_are_scored_at_once_and_only_the_newest_waits_for_a_lane():
+    """The scheduler alone (``live.hand_in``), with a work function that holds each frame until released: LANES
+    frames run at once; the frames that arrive meanwhile replace each other in one place (settled, never scored);
+    the first lane free takes the newest, with no wait; the lanes end when nothing waits."""
+    import threading
+
+    session, gate, running, done = live.LiveSession(), threading.Event(), [], []
+
+    def work(session, job):
+        running.append(job.number)
+        assert gate.wait(60)
+        done.append(job.number)
+
+    jobs = [live.Job(np.zeros((2, 2, 3), np.uint8), TINY, True, number) for number in range(1, 6)]
+    for job in jobs:
+        live.hand_in(session, job, work)
+    _wait(lambda: len(running) == live.LANES == 2)
+    assert sorted(running) == [1, 2] and session.pending is jobs[4] and session.scoring == 2
+    assert jobs[2].settled.is_set() and jobs[3].settled.is_set() and not jobs[4].settled.is_set()  # replaced
+    with pytest.raises(RequestTimeout):  # nothing finished and no lane free: the stream's handler keeps waiting
+        live.next_update(session, 0.05)
+    gate.set()
+    assert jobs[4].settled.wait(60)
+    _wait(lambda: session.scoring == 0)
+    assert sorted(done) == [1, 2, 5] and session.finished == 3 and session.pending is None
+    assert live.next_update(session, 1) is True  # ... three frames finished since
+    assert live.next_update(session, 1) is False  # and now a lane is free with nothing waiting: send the next frame
+
+
+def test_the_stream_scores_two_frames_at_once_and_answers_when_a_lane_is_free(monkeypatch):
+    """Through the stream event with the real scoring: the first frame leaves a lane free, so the handler answers at
+    once (the browser sends the next frame); the second runs beside the first (a barrier both must reach inside the
+    scoring) and its handler answers when a frame is finished; every frame handed in is scored once."""
     import threading
 
     barrier, scoring = threading.Barrier(2, timeout=60), live.score_frame
@@ -197,21 +231,22 @@ def test_the_two_lanes_of_a_stream_score_two_frames_at_once_and_each_frame_once(
         return scoring(*args)
 
     monkeypatch.setattr(live, "score_frame", meet_then_score)
-    first, second = _url(_frame("person_a_1.jpg")), _url(_frame("person_a_2.jpg"))
-    answers = {}
-    lanes = [threading.Thread(target=lambda lane=lane, url=url: answers.__setitem__(lane, _send("a", url=url,
-                                                                                                 lane=lane)))
-             for lane, url in ((0, first), (1, second))]
-    for lane in lanes:
-        lane.start()
-    for lane in lanes:
-        lane.join(120)
-    assert not barrier.broken and live.session("a").scored == 2
-    assert {answers[0]["reason"], answers[1]["reason"]} == {""}
+    began = time.monotonic()
+    first = _stream("a", _url(_frame("person_a_1.jpg")))
+    assert all(_skipped(value) for value in first) and time.monotonic() - began < 5  # nothing new yet, a lane free
+    second = _parts(*_stream("a", _url(_frame("person_a_2.jpg"))))
+    session = live.session("a")
+    _wait(lambda: session.finished == 2)
+    assert not barrier.broken and session.scored == 2 and second["reason"] == ""
+    assert int(STATS.match(second["stats"]).group(1)) >= 1 and not _skipped(second["best"])
     monkeypatch.setattr(live, "score_frame", scoring)
-    assert all(_skipped(value) for value in _send("a", url=second, lane=0).values())  # lane 1 has this one
-    assert STATS.match(_send("a", url=second, lane=1)["stats"]).group(1) == "3"  # a lane may rescore its own
-    assert live.session("a").best.frame in (1, 2)
+    _wait(lambda: session.scoring == 0)
+    _stream("a", _url(_frame("person_a_2.jpg")))  # a lane is free: answered before this frame is scored
+    _wait(lambda: session.finished == 3 and session.scoring == 0)
+    third = _parts(*live_tab._update(session))
+    assert STATS.match(third["stats"]).group(1) == "3" and 'data-points="3"' in third["plot"]
+    assert session.scored == 3 and session.pending is None
+    assert session.best.frame in (1, 2, 3) and session.best.score == max(score for _, score in session.points)
 
 
 def test_lane_workers_use_their_share_of_the_threads_and_leave_the_default_alone():
@@ -219,10 +254,15 @@ def test_lane_workers_use_their_share_of_the_threads_and_leave_the_default_alone
 
     import torch
 
-    default = torch.get_num_threads()
-    in_lane = live.in_lane(lambda: (torch.ones(64, 64) @ torch.ones(64, 64), torch.get_num_threads())[1], seconds=30)
-    assert in_lane == max(1, default // live.LANES)
-    seen = {}
+    default, seen, session = torch.get_num_threads(), {}, live.LiveSession()
+
+    def work(session, job):
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        seen["lane"] = torch.get_num_threads()
+
+    job = live.Job(np.zeros((2, 2, 3), np.uint8), TINY, True, 1)
+    live.hand_in(session, job, work)
+    assert job.settled.wait(60) and seen["lane"] == max(1, default // live.LANES)
     fresh = threading.Thread(target=lambda: seen.setdefault("threads", torch.get_num_threads()))
     fresh.start(), fresh.join()
     assert seen["threads"] == default == torch.get_num_threads()  # other tabs' request threads keep every core
@@ -423,6 +463,47 @@ def test_a_refused_camera_is_said_in_the_page(server):
         browser.close()
 
 
+def _http_call(server, name: str, data: list, timeout: float = 60) -> tuple[str, Any, float]:
+    """POST /gradio_api/call/<name>, then read its events to the end: (last event, its data, seconds taken)."""
+    import httpx
+
+    base, began = server.local_url.rstrip("/"), time.monotonic()
+    started = httpx.post(f"{base}/gradio_api/call/{name}", json={"data": data}, timeout=timeout)
+    if started.status_code != 200:
+        return f"http {started.status_code}", started.text, time.monotonic() - began
+    event, payload = "", None
+    with httpx.stream("GET", f"{base}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=timeout) as stream:
+        for line in stream.iter_lines():
+            assert time.monotonic() - began < timeout, f"{name}: no answer in {timeout} s"
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                payload = json.loads(line.split(":", 1)[1])
+    return event, payload, time.monotonic() - began
+
+
+def test_the_api_scores_one_frame_per_call_and_reads_only_what_it_sent(server, tmp_path):
+    """``/live_frame`` over HTTP: one frame in, its JSON out, and the call ends (the stream event would hold it open
+    until the stream's time limit); a server path is refused in one sentence; the page's stream event is not an API
+    endpoint."""
+    from app.photos import REFUSED
+
+    event, payload, seconds = _http_call(server, "live_frame", [_url(_frame("person_a_1.jpg")), TINY, True])
+    assert event == "complete" and seconds < 60, payload
+    (answer,) = payload
+    assert isinstance(answer["score"], float) and answer["reason"] == "" and answer["frames_scored"] == 1
+    assert answer["best"]["score"] == answer["score"] and answer["best"]["frame"] == 1
+    assert STATS.match(answer["status"]) and "Best so far" in answer["best_html"]
+    assert answer["panel_html"].count('<img class="live-view" src="data:image/jpeg;base64,') == 1
+    outside = tmp_path / "face.jpg"  # a face on the server, neither sent nor bundled
+    outside.write_bytes((EXAMPLES / "person_a_1.jpg").read_bytes())
+    for frame in ("/etc/passwd", str(outside), f"file://{outside}"):
+        event, payload, seconds = _http_call(server, "live_frame", [frame, TINY, True])
+        assert event == "error" and payload["error"] == REFUSED and seconds < 30, payload
+    event, _, _ = _http_call(server, "live_stream", [_url(_frame("person_a_1.jpg")), TINY, True])
+    assert event != "complete"
+
+
 def test_the_time_limit_option_reaches_the_stream(monkeypatch):
     from app import cli, ui
 
@@ -431,11 +512,10 @@ def test_the_time_limit_option_reaches_the_stream(monkeypatch):
     assert cli.main(["--live-limit", "90"]) == 0 and seen["live_limit"] == 90.0
     monkeypatch.setitem(live._settings, "time_limit", 90.0)  # what ui.launch(live_limit=90) sets before building
     demo = ui.build_demo()
-    (stream,) = [fn for fn in demo.fns.values() if fn.api_name == "live_frame"]
-    assert stream.time_limit == 90 and stream.connection == "stream" and stream.concurrency_id == "live"
-    lanes = [fn for fn in demo.fns.values() if fn.connection == "stream"]
-    assert len(lanes) == live.LANES and {fn.time_limit for fn in lanes} == {90}
-    assert {fn.inputs[0]._id for fn in lanes} == {stream.inputs[0]._id}  # both lanes are fed by the one webcam
+    (stream,) = [fn for fn in demo.fns.values() if fn.connection == "stream"]  # one event: the lanes are the server's
+    assert stream.api_name == "live_stream" and stream.time_limit == 90 and stream.concurrency_id == "live"
+    (one_frame,) = [fn for fn in demo.fns.values() if fn.api_name == "live_frame"]  # the API's: one call, one answer
+    assert one_frame.connection != "stream" and one_frame.concurrency_id == "live"
     camera = stream.inputs[0]
     assert camera.webcam_options.constraints["video"]["width"]["ideal"] == 640  # not Gradio's 1920x1440
     assert any(target[1] == "unload" for fn in demo.fns.values() for target in fn.targets)

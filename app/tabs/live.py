@@ -1,13 +1,15 @@
 """The Live tab: the browser's webcam streamed to the server, each frame scored through the one scoring path, with
 the map on the moving face, a running score plot, the best frame so far (downloadable) and a status line.
 
-Never behind: the webcam's frames feed two stream events, the session's two lanes (``live.LANES``); Gradio keeps only
-the latest frame each lane was sent while it is busy (a stream request's data is replaced, not queued), so a session
-scores at most two frames at once, always the newest, each frame once. At most ``STREAMS`` sessions are scored at
-once (the others are told to wait), and a stream stops by itself after its time limit.
+Never behind: the webcam's stream event hands each frame to the session's two lanes (``live.LANES``, ``live.hand_in``):
+a free lane scores it at once; while both are busy the newest frame waits in one place, replacing the one before,
+and the first lane to finish takes it. The handler answers as soon as a frame is finished or a lane is free, and
+Gradio calls it again with the newest frame the browser sent (a stream's data is replaced, not queued), so each
+frame is scored at most once, always the newest, and no backlog can build. At most ``STREAMS`` sessions are scored
+at once (the others are told to wait), and a stream stops by itself after its time limit.
 
 Two outputs, not one per piece: the page's per-frame work grows with the outputs of a stream event (Gradio's page
-updates the loading state of every output of both lanes at every frame it sends: with the nine outputs of the first
+updates the loading state of every output of the event at every frame it sends and every answer: with the nine outputs of the first
 version that was most of a core, measured in Chromium's profiler). So the score, the reason, the status line, the
 view and the plot are one HTML panel, and the best frame (its pictures and downloads as data URLs) is the other.
 """
@@ -28,7 +30,7 @@ import torch
 from markdown_it import MarkdownIt
 
 from app import live
-from app.errors import user_errors
+from app.errors import RequestTimeout, user_errors
 from app.models import load_model, weights_text, weights_warning
 from app.photos import example_results
 from app.pictures import encode
@@ -170,10 +172,10 @@ def _pixels(frame: Any) -> np.ndarray:
     return live.frame_pixels(frame)
 
 
-@user_errors(seconds=FRAME_SECONDS)  # on a lane worker inside the frame's limited call: its errors, as sentences
+@user_errors(seconds=FRAME_SECONDS)  # on a lane worker, in the frame's request context: its errors, as sentences
 def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: live.LiveSession) -> tuple:
     """One frame (on a lane worker): scored and drawn; the session's best frame if it is. Returns the view (a data
-    URL), the score text, the reason, the score (None: nothing scored) and the best frame's HTML (None: not new)."""
+    URL), the score text, the reason and the score (None: nothing scored)."""
     scored = live.score_frame(pixels, backbone, random_weights)
     model = load_model(backbone, random_weights)
     settings = (backbone, bool(random_weights))
@@ -181,7 +183,7 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
         if session.settings != settings:  # another backbone: its scores do not compare with the history's
             session.restart(settings)
     if scored.result is None:
-        return view_url(pixels), "## No score for this frame", scored.reason, None, None
+        return view_url(pixels), "## No score for this frame", scored.reason, None
     result, face = scored.result, scored.faces[0]
     boxes = [f.box for f in scored.faces if f.box is not None]
     view = view_url(draw_boxes(photo_overlay(face, result.patch_map, model.spec), boxes, highlight=0))
@@ -191,7 +193,7 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
                 + weights_warning(model, random_weights))
     with session.lock:  # the two lanes finish frames side by side: one best frame, numbered in order
         if session.best is not None and result.score <= session.best.score:
-            return view, headline, scored.reason, result.score, None
+            return view, headline, scored.reason, result.score
         best = session.best = live.BestFrame(result.score, face.aligned.copy(), replace(result, face=None),  # no frame
                                              time.monotonic() - session.started, session.scored + 1)
     numbers = {
@@ -203,48 +205,49 @@ def _score(pixels: np.ndarray, backbone: str, random_weights: bool, session: liv
         "box_xywh": [float(v) for v in face.box], "landmarks_xy": np.asarray(face.landmarks).round(2).tolist(),
         "example_scores": examples, "map_is_exact": result.map_is_exact,
     }
-    return view, headline, scored.reason, result.score, best_html(best, model.spec, numbers)
+    page = best_html(best, model.spec, numbers)
+    with session.lock:
+        if session.best is best:  # else the other lane found a better one meanwhile: its page is the one to show
+            session.best_page = (best, page, numbers)
+    return view, headline, scored.reason, result.score
 
 
-def _frame_in_lane(lane: int, frame: Any, backbone: str, random_weights: bool, request: gr.Request | None) -> tuple:
-    """One webcam frame through one of the session's lanes: scored on a lane worker unless the lane is busy or the
-    other lane has this frame already (then nothing changes), the stream has run past its time limit, or both
-    scoring slots are held by other streams (then the panel says so)."""
+def _work(session: live.LiveSession, job: live.Job) -> None:
+    """A lane's work on one frame: scored (``_score``), then the session updated: its history, status line, panel
+    and best frame. The status line's ms per frame: from the frame's arrival at the server to this point."""
+    try:
+        view, headline, reason, score = _score(job.pixels, job.backbone, job.random_weights, session)
+    except gr.Error as error:  # one sentence in the reason line; the stream goes on
+        view, headline, reason, score = None, None, error.message, None
+    job.score, job.reason = score, reason
+    with session.lock:
+        session.record(time.monotonic(), score, (time.perf_counter() - job.arrived) * 1000)
+        session.show(view, headline, reason, job.number)
+
+
+def _hand_in(frame: Any, backbone: str, random_weights: bool, request: gr.Request | None) -> tuple:
+    """A frame of this session's stream to its lanes (``live.hand_in``). Returns the session and the frame's job,
+    or the panel with a reason when it is not scored: the stream has run past its time limit, or both scoring
+    slots are held by other streams."""
     key = _request_key(request)
     session = live.session(key)
-    busy = session.lanes[lane]
-    if frame is None or not busy.acquire(blocking=False):  # this lane is busy: the next frame will do
-        return SKIP
-    try:
-        if not session.take(frame, lane):
-            return SKIP
-        start, now = time.perf_counter(), time.monotonic()
-        with session.lock:
-            session.arrived(now)
-            expired = session.expired(now)
-        if expired:
-            live.release_slot(key)
-            minutes = live.time_limit() / 60
-            return _say(session, f"This live stream stopped after its {minutes:g}-minute limit, so a forgotten tab "
-                                 f"does not hold the server; press Reset to start again.")
-        pixels = _pixels(frame)
-        if not live.take_slot(key, now):
-            return _say(session, live.WAIT_SENTENCE)
-        best = None
-        try:
-            view, headline, reason, score, best = live.in_lane(_score, pixels, backbone, random_weights, session,
-                                                               seconds=FRAME_SECONDS)
-        except gr.Error as error:  # one sentence in the reason line; the stream goes on
-            view, headline, reason, score = None, None, error.message, None
-        with session.lock:
-            done = time.monotonic()
-            session.record(done, score, (time.perf_counter() - start) * 1000)
-            session.show(view, headline, reason)
-            if best is not None and session.best is not None and session.best.score > score:
-                best = None  # the other lane found a better frame meanwhile: the page keeps that one
-            return panel_html(session, done), gr.skip() if best is None else best
-    finally:
-        busy.release()
+    now = time.monotonic()
+    with session.lock:
+        session.arrived(now)
+        expired = session.expired(now)
+    if expired:
+        live.release_slot(key)
+        minutes = live.time_limit() / 60
+        return session, _say(session, f"This live stream stopped after its {minutes:g}-minute limit, so a forgotten "
+                                      f"tab does not hold the server; press Reset to start again.")
+    arrived = time.perf_counter()
+    pixels = _pixels(frame)
+    if not live.take_slot(key, now):
+        return session, _say(session, live.WAIT_SENTENCE)
+    with session.lock:
+        job = live.Job(pixels, backbone, bool(random_weights), session.handed_in + 1, arrived=arrived)
+        live.hand_in(session, job, _work)
+    return session, job
 
 
 def _say(session: live.LiveSession, reason: str) -> tuple:
@@ -254,18 +257,49 @@ def _say(session: live.LiveSession, reason: str) -> tuple:
         return panel_html(session, time.monotonic()), gr.skip()
 
 
-@user_errors(seconds=FRAME_SECONDS)
-def live_frame(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
-    """Score one webcam frame of this browser session's stream (its first lane; the API's ``/live_frame``). Returns
-    the panel (score in context, reason, status line, the view with box and map, the plot) and the best frame's
-    HTML when it improved (crop, map and numbers as data URLs)."""
-    return _frame_in_lane(0, frame, backbone, random_weights, request)
+def _update(session: live.LiveSession) -> tuple:
+    """The panel as the session has it now, and the best frame if the page has not had it yet."""
+    with session.lock:
+        best = live.new_best(session)
+        return panel_html(session, time.monotonic()), gr.skip() if best is None else best
 
 
 @user_errors(seconds=FRAME_SECONDS)
-def live_frame_second_lane(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
-    """The session's second lane: the frames the webcam sends while the first lane is busy."""
-    return _frame_in_lane(1, frame, backbone, random_weights, request)
+def live_stream(frame: Any, backbone: str, random_weights: bool = False, request: gr.Request = None):
+    """The webcam's stream event: hands each frame to the session's lanes and answers as soon as there is something
+    new to show (a frame finished) or a lane is free (so the browser sends the next frame at once): the page shows
+    the newest scored frame, about LANES frames behind the camera at most, and never a backlog."""
+    if frame is None:
+        return SKIP
+    session, job = _hand_in(frame, backbone, random_weights, request)
+    if not isinstance(job, live.Job):
+        return job
+    return _update(session) if live.next_update(session, FRAME_SECONDS - 1) else SKIP
+
+
+@user_errors(seconds=FRAME_SECONDS)
+def live_frame(frame: str, backbone: str, random_weights: bool = False, request: gr.Request = None) -> dict:
+    """Score one webcam frame (a ``data:image/jpeg;base64,...`` URL) as a frame of this session's live stream, and
+    answer when it is scored (the API's ``/live_frame``: one call, one answer). Returns JSON: this frame's score
+    (null when none was scored) and the reason, the status line, the frames scored in the stream, the stream's best
+    frame's numbers (what its JSON download holds), and the page's two parts as HTML: the panel (score in context,
+    reason, status line, the view with box and map, the plot) and the best frame when it changed (else null)."""
+    if frame is None:
+        raise gr.Error("No frame was sent: send the webcam picture as a data URL (data:image/jpeg;base64,...).",
+                       print_exception=False)
+    session, job = _hand_in(frame, backbone, random_weights, request)
+    if isinstance(job, live.Job):
+        if not job.settled.wait(FRAME_SECONDS - 1):
+            raise RequestTimeout
+        with session.lock:
+            session.delivered = (session.finished, session.delivered[1])
+        panel, best = _update(session)
+    else:
+        panel, best = job
+    with session.lock:
+        return {"score": job.score if isinstance(job, live.Job) else None, "reason": job.reason if isinstance(job, live.Job) else session.reason,
+                "status": session.stats(), "frames_scored": session.scored, "best": live.best_numbers(session),
+                "panel_html": panel, "best_html": best if isinstance(best, str) else None}
 
 
 @user_errors(seconds=FRAME_SECONDS)
@@ -274,6 +308,7 @@ def live_reset(request: gr.Request = None):
     session = live.session(_request_key(request))
     with session.lock:
         session.restart(session.settings)
+        session.delivered = (session.finished, None)
         return panel_html(session, time.monotonic()), NO_BEST
 
 
@@ -310,16 +345,16 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, demo: gr.Blocks) -> 
             with gr.Column(scale=3):
                 panel = gr.HTML(panel_html(live.LiveSession(), 0.0), elem_id="live-panel", padding=False)
         best = gr.HTML(NO_BEST, elem_id="live-best", padding=False)
+        # The API's one-frame call: one frame in, its answer out (a stream event would hold an HTTP caller's request
+        # open until the stream's time limit, and gradio_client cannot read a stream's answers).
+        gr.api(live_frame, api_name="live_frame", concurrency_limit=live.LIVE_SESSIONS // 4, concurrency_id="live")
     outputs = [panel, best]
     # preprocess=False: the frame reaches live.frame_pixels as sent (a data URL; a file payload is checked there).
-    # Two stream events on the one webcam, the session's two lanes: the browser encodes each frame once and sends it
-    # to both; a lane that is busy keeps only the latest one. concurrency: each open stream holds two of these for
-    # its whole run, idle between frames; live.take_slot lets STREAMS sessions score and tells the others to wait.
-    for handler, api in ((live_frame, dict(api_name="live_frame")),
-                         (live_frame_second_lane, dict(api_name="live_frame_second_lane", api_visibility="private"))):
-        camera.stream(handler, [camera, backbone, random_weights], outputs, preprocess=False, **api,
-                      stream_every=STREAM_EVERY, time_limit=int(limit),
-                      concurrency_limit=live.LIVE_SESSIONS // 8 * live.LANES, concurrency_id="live",
-                      show_progress="hidden")
+    # One stream event; its handler answers before its own frame is scored when a lane is free, so the session's
+    # LANES lanes are fed (live.hand_in). concurrency: each open stream holds one of these for its whole run, idle
+    # between frames; live.take_slot lets STREAMS sessions score and tells the others to wait.
+    camera.stream(live_stream, [camera, backbone, random_weights], outputs, preprocess=False, api_name="live_stream",
+                  api_visibility="private", stream_every=STREAM_EVERY, time_limit=int(limit),
+                  concurrency_limit=live.LIVE_SESSIONS // 4, concurrency_id="live", show_progress="hidden")
     reset.click(live_reset, None, outputs, api_name="live_reset")
     demo.unload(forget_session)
