@@ -10,8 +10,8 @@ model and scores the example faces (the score context) first. Then, for 1 and fo
 browser contexts = two sessions), a MutationObserver records every update of the page's ``live-stats`` line
 ("frames scored: N · F fps · L ms per frame"):
   - fps: frames scored per second as the page saw them (N's rise over the window, per stream);
-  - server ms per frame: L of each update, the server's time for that frame (decode, detect, align, score, draw),
-    p50 / p95;
+  - server ms per frame: L of each update, the server's time for that frame from its arrival (decode, any wait for
+    a free lane, detect, align, score, draw), p50 / p95;
   - page interval: time between two updates in the page, p50 / p95 (what a user sees: one new frame every ...);
   - server CPU per frame: the app process's user+system CPU time over the window / frames scored (all streams);
   - Chromium cores: CPU seconds of all Chromium processes per second of the window (the two cores are shared).
