@@ -257,8 +257,9 @@ def hand_in(session: LiveSession, job: Job, work: Callable[[LiveSession, Job], N
             session.scoring += 1
             lanes().submit(_lane, session, work, job)
             return
-        if session.pending is not None:
-            session.pending.settled.set()  # never scored: a newer frame came first
+        if session.pending is not None:  # never scored: a newer frame came first
+            session.pending.reason = "A newer frame of this stream came before a lane was free; it was scored instead."
+            session.pending.settled.set()
         session.pending = job
 
 

@@ -208,6 +208,7 @@ def test_two_frames_are_scored_at_once_and_only_the_newest_waits_for_a_lane():
     _wait(lambda: len(running) == live.LANES == 2)
     assert sorted(running) == [1, 2] and session.pending is jobs[4] and session.scoring == 2
     assert jobs[2].settled.is_set() and jobs[3].settled.is_set() and not jobs[4].settled.is_set()  # replaced
+    assert jobs[2].score is None and jobs[2].reason.startswith("A newer frame of this stream came before a lane")
     with pytest.raises(RequestTimeout):  # nothing finished and no lane free: the stream's handler keeps waiting
         live.next_update(session, 0.05)
     gate.set()

@@ -9,7 +9,7 @@ frame is scored at most once, always the newest, and no backlog can build. At mo
 at once (the others are told to wait), and a stream stops by itself after its time limit.
 
 Two outputs, not one per piece: the page's per-frame work grows with the outputs of a stream event (Gradio's page
-updates the loading state of every output of the event at every frame it sends and every answer: with the nine outputs of the first
+updates the loading state of every output of the event at every frame it sends: with the nine outputs of the first
 version that was most of a core, measured in Chromium's profiler). So the score, the reason, the status line, the
 view and the plot are one HTML panel, and the best frame (its pictures and downloads as data URLs) is the other.
 """
@@ -227,8 +227,8 @@ def _work(session: live.LiveSession, job: live.Job) -> None:
 
 def _hand_in(frame: Any, backbone: str, random_weights: bool, request: gr.Request | None) -> tuple:
     """A frame of this session's stream to its lanes (``live.hand_in``). Returns the session and the frame's job,
-    or the panel with a reason when it is not scored: the stream has run past its time limit, or both scoring
-    slots are held by other streams."""
+    or the session and the page's answer (the panel with a reason, no new best frame) when the frame is not scored:
+    the stream has run past its time limit, or both scoring slots are held by other streams."""
     key = _request_key(request)
     session = live.session(key)
     now = time.monotonic()
@@ -288,18 +288,18 @@ def live_frame(frame: str, backbone: str, random_weights: bool = False, request:
         raise gr.Error("No frame was sent: send the webcam picture as a data URL (data:image/jpeg;base64,...).",
                        print_exception=False)
     session, job = _hand_in(frame, backbone, random_weights, request)
-    if isinstance(job, live.Job):
+    if not isinstance(job, live.Job):  # not scored: the panel says why
+        (panel, best), score, reason = job, None, session.reason
+    else:
         if not job.settled.wait(FRAME_SECONDS - 1):
             raise RequestTimeout
         with session.lock:
             session.delivered = (session.finished, session.delivered[1])
-        panel, best = _update(session)
-    else:
-        panel, best = job
+        (panel, best), score, reason = _update(session), job.score, job.reason
     with session.lock:
-        return {"score": job.score if isinstance(job, live.Job) else None, "reason": job.reason if isinstance(job, live.Job) else session.reason,
-                "status": session.stats(), "frames_scored": session.scored, "best": live.best_numbers(session),
-                "panel_html": panel, "best_html": best if isinstance(best, str) else None}
+        return {"score": score, "reason": reason, "status": session.stats(), "frames_scored": session.scored,
+                "best": live.best_numbers(session), "panel_html": panel,
+                "best_html": best if isinstance(best, str) else None}
 
 
 @user_errors(seconds=FRAME_SECONDS)
