@@ -32,7 +32,9 @@ CSS = """
 .banner {border: 2px solid #d97706; border-radius: 8px; padding: .6em 1em; background: #fff7ed !important;}
 .banner, .banner *:not(button) {color: #7c2d12 !important; background: #fff7ed;}
 .banner button {width: fit-content; margin-top: .4em;}
-.fill-image img {width: 100%; height: 100%; object-fit: contain;}
+.fill-image img {width: 100%; height: 100%; object-fit: contain;
+            padding-top: 2.4em; box-sizing: border-box;}  /* the picture below its label, whose chip covered
+                                                          a wide figure's title (score by block, q.k terms) */
 .compact-table table {font-size: .85em;}
 .compact-table th, .compact-table td {white-space: nowrap; padding: .25em .5em;}
 #eval-plots .fixed-height {max-height: none;}  /* every EDC plot in view, not a 55vh box with a scrollbar */

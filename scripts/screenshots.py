@@ -46,11 +46,14 @@ def wait_idle(page) -> None:
     """Until no Gradio status says an event is queued or processing. Gradio 6 leaves a finished event's time
     ("2.1s") on its outputs, and an event superseded by a newer one of the same trigger can keep saying
     "processing | 0.0s" after the server has finished it (seen on the Attention lab's lower pictures with
-    dinov2-vit-s14: the server was idle, the pictures loaded): so only those words count, for at most IDLE_S."""
+    dinov2-vit-s14: the server was idle, the pictures loaded): so only those words count, for at most IDLE_S. An
+    event with its progress hidden (the lab's clicks) shows no such words: its outputs keep Gradio's ``pending``
+    class (their text greyed) until it ends, so no element may have that class either."""
     page.wait_for_timeout(300)
     try:
         page.wait_for_function("() => ![...document.querySelectorAll('.progress-text')].some("
-                               "e => /processing|queue/.test(e.innerText))", timeout=IDLE_S * 1000)
+                               "e => /processing|queue/.test(e.innerText)) && !document.querySelector('.pending')",
+                               timeout=IDLE_S * 1000)
     except Exception:  # playwright's TimeoutError: a stale status; what the caller waited for has loaded
         print("note: a Gradio status still says processing; taking the picture anyway", file=sys.stderr)
     page.wait_for_timeout(400)
