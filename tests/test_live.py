@@ -270,23 +270,36 @@ def test_lane_workers_use_their_share_of_the_threads_and_leave_the_default_alone
 
 
 def test_a_third_stream_is_told_to_wait_until_a_slot_frees():
-    frame = _frame("person_a_1.jpg")
-    _send("a", frame), _send("b", frame)
-    third = _send("c", frame)
+    url = _url(_frame("person_a_1.jpg"))
+    _stream("a", url), _stream("b", url)  # two page streams: a scoring slot each
+    third = _parts(*_stream("c", url))
     assert third["reason"] == live.WAIT_SENTENCE and third["reason"].count(".") == 1
     assert third["view"] is None and _skipped(third["best"]) and STATS.match(third["stats"]).group(1) == "0"
+    assert _send("d", url=url)["reason"] == live.WAIT_SENTENCE  # an API call waits for a slot too
     live_tab.forget_session(SimpleNamespace(session_hash="a"))  # a's tab closed: its state and slot go at once
     assert "a" not in live.known_sessions()
-    assert STATS.match(_send("c", frame)["stats"]).group(1) == "1"
-    assert _send("a", frame)["reason"] == live.WAIT_SENTENCE  # b and c hold the slots now
+    _stream("c", url)
+    _wait(lambda: live.session("c").scored == 1)
+    assert _parts(*_stream("a", url))["reason"] == live.WAIT_SENTENCE  # b and c hold the slots now
+
+
+def test_api_calls_are_single_frames_that_hold_no_slot():
+    """Each REST call without a session_hash is a session of its own: one frame, scored, and its slot free again at
+    once, so calls in a row are all scored (a stream's slot would refuse the third for IDLE_SECONDS)."""
+    url = _url(_frame("person_a_1.jpg"))
+    answers = [_send(f"call-{index}", url=url) for index in range(4)]
+    assert [a["reason"] for a in answers] == [""] * 4 and all(isinstance(a["answer"]["score"], float) for a in answers)
+    assert not live._slots
 
 
 def test_an_idle_stream_gives_its_slot_up(monkeypatch):
-    frame = _frame("person_a_1.jpg")
-    _send("a", frame), _send("b", frame)
+    url = _url(_frame("person_a_1.jpg"))
+    _stream("a", url), _stream("b", url)
+    _wait(lambda: live.session("a").scoring == 0 and live.session("b").scoring == 0)
+    assert _send("c", url=url)["reason"] == live.WAIT_SENTENCE
     monkeypatch.setattr(live, "IDLE_SECONDS", 0.05)
     time.sleep(0.1)
-    assert STATS.match(_send("c", frame)["stats"]).group(1) == "1"
+    assert STATS.match(_send("c", url=url)["stats"]).group(1) == "1"
 
 
 def test_a_stream_stops_after_its_time_limit_and_reset_starts_over(monkeypatch):

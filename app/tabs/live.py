@@ -296,6 +296,9 @@ def live_frame(frame: str, backbone: str, random_weights: bool = False, request:
         with session.lock:
             session.delivered = (session.finished, session.delivered[1])
         (panel, best), score, reason = _update(session), job.score, job.reason
+        # One call is one frame, not a stream: its scoring slot is free again at once (a REST call without a
+        # session_hash is a new session each time; holding a slot for IDLE_SECONDS would refuse the third call).
+        live.release_slot(_request_key(request))
     with session.lock:
         return {"score": score, "reason": reason, "status": session.stats(), "frames_scored": session.scored,
                 "best": live.best_numbers(session), "panel_html": panel,
