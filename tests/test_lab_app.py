@@ -128,3 +128,19 @@ def test_click_a_patch_in_chromium(server, captures):
             assert len(captures) == 1  # the click re-read the cached q/k
         finally:
             browser.close()
+
+
+def test_the_lab_does_not_run_when_the_inspect_photo_changes():
+    """The photo is chosen in Inspect, so the lab is closed then; its views run when its tab opens. On the photo's
+    change they ran six views per upload for nobody, once for each change event Gradio's page fires for one upload
+    (measured: 18 Inspect runs and a greyed, stuck score in 25 s after the first run's "try random weights")."""
+    from app import ui
+
+    demo = ui.build_demo()
+    (photo,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "inspect-image"]
+    lab_views = [fn for fn in demo.fns.values() if (fn.api_name or "").startswith("lab_")]
+    assert len(lab_views) > 6
+    assert not [fn.api_name for fn in lab_views if (photo._id, "change") in [tuple(t) for t in fn.targets]]
+    tab_select = [fn for fn in lab_views if any(t[1] == "select" for t in fn.targets)]
+    assert {fn.api_name for fn in tab_select} >= {"lab_row", "lab_matrix", "lab_qk", "lab_model_view", "lab_lesson",
+                                                  "lab_curves"}

@@ -289,8 +289,11 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
             gr.on(triggers, fn, inputs, outputs, api_name=f"{name}{prefix}", trigger_mode="always_last",
                   preprocess=False, show_progress="minimal")
 
-    # A new photo or backbone, or opening the tab: every view (the first one captures q/k, the rest wait on its lock).
-    attach([lab_tab.select, controls.image.change, random_weights.input, block.release, head.input],
+    # Opening the tab, or a new backbone setting while it is open: every view (the first one captures q/k, the rest
+    # wait on its lock). Not the photo's change: the photo is chosen in Inspect, so the lab is closed then and its
+    # select runs the views when it opens (on a change they ran six views per upload for nobody, and again for each
+    # of the change events Gradio's page fires for one upload).
+    attach([lab_tab.select, random_weights.input, block.release, head.input],
            query_views + overview, "")
     # A new backbone: its block and head controls first, then every view.
     changed = backbone.input(lab_controls, [backbone], [block, head], api_name="lab_controls")
