@@ -66,10 +66,10 @@ def build_demo() -> gr.Blocks:
         status = gr.Markdown(models.backbone_status(startup.default_backbone, startup.default_random),
                              elem_id="backbone-status")
 
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Inspect", id="inspect"):
                 controls = inspect.build(backbone, random_weights, status, spec)
-            lab.tab(backbone, random_weights, controls)
+            lab.tab(backbone, random_weights, controls, tabs)
             live.tab(backbone, random_weights, demo)
             with gr.Tab("Degradation explorer", id="degrade"):
                 degrade.build(backbone, random_weights, controls)

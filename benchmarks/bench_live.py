@@ -46,7 +46,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 RECORD_JS = """() => {
   window.liveUpdates = [];
   const read = () => { const stats = document.querySelector('#live-stats');
-    if (stats) window.liveUpdates.push([performance.now(), stats.innerText.trim()]); };
+    if (stats) window.liveUpdates.push([performance.now(), stats.textContent.trim()]); };
   new MutationObserver(read).observe(document.querySelector('#live-panel'), {subtree: true, childList: true,
                                                                              characterData: true});
 }"""

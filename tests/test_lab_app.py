@@ -144,3 +144,38 @@ def test_the_lab_does_not_run_when_the_inspect_photo_changes():
     tab_select = [fn for fn in lab_views if any(t[1] == "select" for t in fn.targets)]
     assert {fn.api_name for fn in tab_select} >= {"lab_row", "lab_matrix", "lab_qk", "lab_model_view", "lab_lesson",
                                                   "lab_curves"}
+
+
+def test_the_lab_runs_on_the_top_bar_only_while_it_is_open():
+    """The random-weights switch and the backbone picker are in the top bar, seen from every tab: with the lab open
+    they rerun its views, with another tab open nothing runs (the lab's select runs them all when it opens). The
+    page's ``gr.Tabs`` select event keeps a per-page state saying whether the lab is the selected tab."""
+    import gradio as gr
+
+    from app import ui
+    from app.tabs import lab as lab_tab
+
+    demo = ui.build_demo()
+    by_id = {block._id: block for block in demo.blocks.values()}
+    checkbox = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "random-weights")
+    tabs = next(block for block in demo.blocks.values() if isinstance(block, gr.Tabs))
+    (opened,) = [fn for fn in demo.fns.values() if (tabs._id, "select") in [tuple(t) for t in fn.targets]]
+    (state,) = opened.outputs
+    assert isinstance(state, gr.State) and state.value is False
+    names = {"lab_row", "lab_matrix", "lab_qk", "lab_model_view", "lab_lesson", "lab_curves"}
+    on_switch = [fn for fn in demo.fns.values() if (checkbox._id, "input") in [tuple(t) for t in fn.targets]
+                 and (fn.api_name or "").startswith("lab_")]
+    after_backbone = [fn for fn in demo.fns.values() if (fn.api_name or "").endswith("_after_backbone_change")
+                      and fn.api_name.startswith("lab_")]
+    for group in (on_switch, after_backbone):
+        assert {fn.api_name.rsplit("_after_", 1)[0] for fn in group} == names
+        assert all(fn.inputs[0] is state for fn in group), "every top-bar lab view first reads whether the lab is open"
+    assert all(by_id[fn.inputs[0]._id] is state for fn in on_switch)
+
+    assert lab_tab.lab_opened(gr.SelectData(None, {"value": "Attention lab", "index": 1})) is True
+    assert lab_tab.lab_opened(gr.SelectData(None, {"value": "Live", "index": 2})) is False
+    calls = []
+    row = lab_tab.when_open(lambda *args: calls.append(args) or ("a", "b"), 2)
+    assert row(False, PHOTO, TINY, True) == (gr.skip(), gr.skip()) and calls == []  # closed: nothing runs
+    assert row(True, PHOTO, TINY, True) == ("a", "b") and calls == [(PHOTO, TINY, True)]
+    assert lab_tab.when_open(lambda *args: "one", 1)(False) == gr.skip()

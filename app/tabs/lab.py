@@ -228,10 +228,39 @@ def lab_controls(backbone: str):
                         value=MEAN_HEADS))
 
 
-def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
-    """The Attention lab tab on the Inspect photo and the shared backbone picker."""
+LAB_LABEL = "Attention lab"
+
+
+@user_errors
+def lab_opened(evt: gr.SelectData) -> bool:
+    """Whether the tab the page just selected is the lab (``gr.Tabs``' select event: its label is ``evt.value``)."""
+    return evt.value == LAB_LABEL
+
+
+def when_open(fn, outputs: int):
+    """``fn`` run only while the page shows the lab (its first input, the page's ``lab_open`` state); otherwise
+    nothing runs and its outputs stay as they are: the lab's select event runs every view when it opens."""
+
+    def run(is_open, *args):
+        if not is_open:
+            return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+        return fn(*args)
+
+    # Its name and text, not functools.wraps: Gradio reads the signature through __wrapped__ and would count fn's
+    # parameters against the inputs, which have the state in front.
+    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    return user_errors(run)
+
+
+def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls, tabs: gr.Tabs) -> None:
+    """The Attention lab tab on the Inspect photo and the shared backbone picker (``tabs``: the page's tabs, whose
+    select event tells the lab whether it is open)."""
     spec_heads = controls.heads
-    with gr.Tab("Attention lab", id="lab") as lab_tab:
+    with gr.Tab(LAB_LABEL, id="lab") as lab_tab:
+        # Made inside the tab: a State among the Tabs' own children is counted as a tab by Gradio's page (the lab's
+        # name showed twice and the next tab vanished).
+        lab_open = gr.State(False)  # this page's lab is the selected tab
+        tabs.select(lab_opened, None, lab_open, api_visibility="private", show_progress="hidden", queue=False)
         gr.Markdown("Click a patch of the face: its row of **pre-softmax logits** (what this method averages) beside "
                     "its **softmax** (what the model uses), the column it receives, the head's matrix, and every "
                     "block and head. The model ran once for this photo; clicks only re-read its cached q and k.")
@@ -289,16 +318,22 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls) -> None:
             gr.on(triggers, fn, inputs, outputs, api_name=f"{name}{prefix}", trigger_mode="always_last",
                   preprocess=False, show_progress="minimal")
 
-    # Opening the tab, or a new backbone setting while it is open: every view (the first one captures q/k, the rest
-    # wait on its lock). Not the photo's change: the photo is chosen in Inspect, so the lab is closed then and its
-    # select runs the views when it opens (on a change they ran six views per upload for nobody, and again for each
-    # of the change events Gradio's page fires for one upload).
-    attach([lab_tab.select, random_weights.input, block.release, head.input],
-           query_views + overview, "")
-    # A new backbone: its block and head controls first, then every view.
+    # Opening the tab, or a new block or head: every view (the first one captures q/k, the rest wait on its lock).
+    # Not the photo's change: the photo is chosen in Inspect, so the lab is closed then and its select runs the
+    # views when it opens (on a change they ran six views per upload for nobody, and again for each of the change
+    # events Gradio's page fires for one upload).
+    attach([lab_tab.select, block.release, head.input], query_views + overview, "")
+    # The top bar's random-weights switch and backbone picker: every view, only while the lab is open (with it
+    # closed they ran six forward-pass views for nobody at each change, seen from every other tab, Live included).
+    for fn, inputs, outputs, name in query_views + overview:
+        gr.on([random_weights.input], when_open(fn, len(outputs)), [lab_open, *inputs], outputs,
+              api_name=f"{name}_after_random_weights", api_visibility="private", trigger_mode="always_last",
+              preprocess=False, show_progress="minimal")
+    # A new backbone: its block and head controls first, then every view (while the lab is open).
     changed = backbone.input(lab_controls, [backbone], [block, head], api_name="lab_controls")
     for fn, inputs, outputs, name in query_views + overview:
-        changed.then(fn, inputs, outputs, api_name=f"{name}_after_backbone_change", preprocess=False)
+        changed.then(when_open(fn, len(outputs)), [lab_open, *inputs], outputs,
+                     api_name=f"{name}_after_backbone_change", api_visibility="private", preprocess=False)
     # A click or a typed patch: only the views that depend on the query or the key.
     picked = face.select(lab_pick, [*base, query, key, pick], [query, key], api_name="lab_pick", preprocess=False)
     for fn, inputs, outputs, name in query_views:
