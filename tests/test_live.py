@@ -239,7 +239,10 @@ def test_the_stream_scores_two_frames_at_once_and_answers_when_a_lane_is_free(mo
     session = live.session("a")
     _wait(lambda: session.finished == 2)
     assert not barrier.broken and session.scored == 2 and second["reason"] == ""
-    assert int(STATS.match(second["stats"]).group(1)) >= 1 and not _skipped(second["best"])
+    assert int(STATS.match(second["stats"]).group(1)) >= 1
+    # The best frame reaches the page in this answer, or in the next one when the other lane finished first while
+    # the best frame's lane was still drawing its pictures (it claims the best before its page is ready).
+    assert not _skipped(second["best"]) or live.new_best(session) is not None
     monkeypatch.setattr(live, "score_frame", scoring)
     _wait(lambda: session.scoring == 0)
     _stream("a", _url(_frame("person_a_2.jpg")))  # a lane is free: answered before this frame is scored
