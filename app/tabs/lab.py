@@ -323,17 +323,16 @@ def tab(backbone: gr.Dropdown, random_weights: gr.Checkbox, controls, tabs: gr.T
     # views when it opens (on a change they ran six views per upload for nobody, and again for each of the change
     # events Gradio's page fires for one upload).
     attach([lab_tab.select, block.release, head.input], query_views + overview, "")
-    # The top bar's random-weights switch and backbone picker: every view, only while the lab is open (with it
-    # closed they ran six forward-pass views for nobody at each change, seen from every other tab, Live included).
-    for fn, inputs, outputs, name in query_views + overview:
-        gr.on([random_weights.input], when_open(fn, len(outputs)), [lab_open, *inputs], outputs,
-              api_name=f"{name}_after_random_weights", api_visibility="private", trigger_mode="always_last",
-              preprocess=False, show_progress="minimal")
-    # A new backbone: its block and head controls first, then every view (while the lab is open).
+    # The top bar's random-weights switch and backbone picker (a new backbone: its block and head controls first):
+    # every view, only while the lab is open (with it closed they ran six forward-pass views for nobody at each
+    # change, seen from every other tab, Live included).
     changed = backbone.input(lab_controls, [backbone], [block, head], api_name="lab_controls")
     for fn, inputs, outputs, name in query_views + overview:
-        changed.then(when_open(fn, len(outputs)), [lab_open, *inputs], outputs,
-                     api_name=f"{name}_after_backbone_change", api_visibility="private", preprocess=False)
+        gated = when_open(fn, len(outputs))
+        gr.on([random_weights.input], gated, [lab_open, *inputs], outputs, api_name=f"{name}_after_random_weights",
+              api_visibility="private", trigger_mode="always_last", preprocess=False, show_progress="minimal")
+        changed.then(gated, [lab_open, *inputs], outputs, api_name=f"{name}_after_backbone_change",
+                     api_visibility="private", preprocess=False)
     # A click or a typed patch: only the views that depend on the query or the key.
     picked = face.select(lab_pick, [*base, query, key, pick], [query, key], api_name="lab_pick", preprocess=False)
     for fn, inputs, outputs, name in query_views:
